@@ -1,0 +1,902 @@
+// One client connection: read a head, choose a slot, relay the request and the
+// response (streaming; both directions at once when a body is involved), loop
+// for keep-alive / pipelining, or become a byte tunnel after a 101.
+#include "client_session.hpp"
+
+#include "status_text.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <array>
+#include <charconv>
+#include <cstdio>
+
+namespace releasectl::proxy {
+namespace {
+
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+using namespace asio::experimental::awaitable_operators;
+
+bool is_idempotent(std::string_view method) {
+    return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+           method == "DELETE" || method == "TRACE";
+}
+
+bool valid_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 128) return false;
+    for (char c : id) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '_' || c == '.' || c == ':' || c == '+' || c == '/' || c == '=';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+void append_decimal(std::string& out, std::uint64_t value) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+    out.append(digits, end);
+}
+
+void append_chunk(std::string& out, std::string_view data) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, data.size(), 16);
+    out.append(digits, end);
+    out.append("\r\n", 2);
+    out.append(data);
+    out.append("\r\n", 2);
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out.append(name);
+    out.append(": ", 2);
+    out.append(value);
+    out.append("\r\n", 2);
+}
+
+std::string_view field_value(const std::vector<HeaderField>& fields, std::string_view name) {
+    for (const auto& f : fields)
+        if (iequals(f.name, name)) return f.value;
+    return {};
+}
+
+// Hop-by-hop per RFC 9110 §7.6.1: the fixed set plus whatever any Connection line names.
+bool is_hop(const std::vector<HeaderField>& fields, std::string_view name) {
+    if (is_hop_by_hop(name, {})) return true;
+    for (const auto& f : fields)
+        if (iequals(f.name, "Connection") && is_hop_by_hop(name, f.value)) return true;
+    return false;
+}
+
+void set_nodelay(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+} // namespace
+
+ClientSession::ClientSession(Worker& worker, tcp::socket socket, bool tls)
+    : worker_(worker), client_(std::move(socket)), tls_(tls), in_(16 * 1024) {
+    bump(worker_.shard().connections_active);
+    bump(worker_.shard().connections_total);
+    boost::system::error_code ec;
+    auto remote = client_.remote_endpoint(ec);
+    if (!ec) {
+        auto address = remote.address();
+        if (address.is_v6() && address.to_v6().is_v4_mapped())
+            address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+        client_ip_ = address.to_string();
+    }
+    set_nodelay(client_.native_handle());
+    worker_.watch(*this);
+}
+
+ClientSession::~ClientSession() { drop(worker_.shard().connections_active); }
+
+void ClientSession::close_client() {
+    boost::system::error_code ignored;
+    client_.close(ignored);
+}
+
+void ClientSession::close_upstream() {
+    if (!upstream_) return;
+    boost::system::error_code ignored;
+    upstream_->socket.close(ignored);
+}
+
+void ClientSession::on_client_deadline() {
+    client_timed_out_ = true;
+    close_client();
+    if (phase_ == Phase::tunnel) close_upstream();
+}
+
+void ClientSession::on_upstream_deadline() {
+    if (!upstream_) return;
+    upstream_timed_out_ = true;
+    close_upstream();
+}
+
+void ClientSession::on_drain() {
+    if ((phase_ == Phase::idle && in_.empty()) || phase_ == Phase::tunnel) {
+        close_client();
+        close_upstream();
+    }
+}
+
+void ClientSession::on_force_close() {
+    close_client();
+    close_upstream();
+}
+
+void ClientSession::count_upstream_error(UpstreamErrorKind kind) {
+    if (slot_ < 0) return;
+    bump(worker_.shard().slots[static_cast<std::size_t>(slot_)].upstream_errors[static_cast<std::size_t>(kind)]);
+}
+
+unsigned ClientSession::failure_status(Failure failure) {
+    switch (failure) {
+    case Failure::connect_timeout:
+    case Failure::timeout: return 504;
+    default: return 502;
+    }
+}
+
+std::string_view ClientSession::failure_reason(Failure failure) {
+    switch (failure) {
+    case Failure::connect: return "upstream refused the connection";
+    case Failure::connect_timeout: return "upstream connect timed out";
+    case Failure::timeout: return "upstream did not respond in time";
+    case Failure::bad_response: return "upstream sent an invalid response";
+    default: return "upstream closed the connection";
+    }
+}
+
+// ------------------------------------------------------------------ I/O
+
+asio::awaitable<bool> ClientSession::read_client() {
+    if (!in_.prepare(in_.capacity()) || !client_.is_open()) co_return false;
+    auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), nothrow_awaitable);
+    if (ec) co_return false;
+    in_.commit(n);
+    bytes_in_ += n;
+    co_return true;
+}
+
+asio::awaitable<bool> ClientSession::write_client(std::span<const asio::const_buffer> buffers) {
+    if (!client_.is_open()) co_return false;
+    arm_client(worker_.settings().timeouts.client_write);
+    auto [ec, n] = co_await asio::async_write(client_, buffers, nothrow_awaitable);
+    bytes_out_ += n;
+    if (!ec) response_started_ = true;
+    co_return !ec;
+}
+
+asio::awaitable<bool> ClientSession::write_client(std::string_view bytes) {
+    std::array<asio::const_buffer, 1> one{asio::buffer(bytes.data(), bytes.size())};
+    co_return co_await write_client(one);
+}
+
+asio::awaitable<bool> ClientSession::write_upstream(std::span<const asio::const_buffer> buffers) {
+    if (!upstream_ || !upstream_->socket.is_open()) co_return false;
+    arm_upstream(worker_.settings().timeouts.upstream_read);
+    auto [ec, n] = co_await asio::async_write(upstream_->socket, buffers, nothrow_awaitable);
+    co_return !ec;
+}
+
+// ------------------------------------------------------------------ main loop
+
+asio::awaitable<void> ClientSession::run() {
+    const auto& settings = worker_.settings();
+    bool first = true;
+    while (client_.is_open()) {
+        phase_ = Phase::idle;
+        if (worker_.draining() && in_.empty()) break;
+        // A fresh connection gets the head deadline; a kept-alive one the idle
+        // deadline until its next request starts, then the head deadline.
+        arm_client(first || !in_.empty() ? settings.timeouts.request_head : settings.timeouts.keepalive_idle);
+        upstream_deadline = Clock::time_point::max();
+        bool head_started = !in_.empty();
+        ParseResult parsed;
+        for (;;) {
+            if (!in_.empty()) {
+                parsed = parse_request_head(in_.view(), settings.limits, head_);
+                if (parsed.status != ParseStatus::incomplete) break;
+            }
+            if (!in_.prepare(settings.limits.max_header_bytes + 1024)) {
+                parsed = {ParseStatus::error, 0, 431, "request head too large"};
+                break;
+            }
+            bytes_in_ = 0;
+            if (!(co_await read_client())) co_return; // idle close, slowloris, or client gone
+            if (!head_started) {
+                head_started = true;
+                phase_ = Phase::request;
+                arm_client(settings.timeouts.request_head);
+            }
+        }
+        first = false;
+        phase_ = Phase::request;
+        started_at_ = Clock::now();
+        if (parsed.status == ParseStatus::error) {
+            bump(worker_.shard().requests_rejected);
+            slot_ = -1;
+            status_ = 0;
+            response_started_ = false;
+            request_id_.clear();
+            co_await respond_error(parsed.error_status, parsed.reason, /*close=*/true);
+            co_await linger_close();
+            co_return;
+        }
+        if (!(co_await handle_request(parsed.head_bytes))) break;
+    }
+    if (client_.is_open()) {
+        boost::system::error_code ignored;
+        client_.shutdown(tcp::socket::shutdown_send, ignored);
+        client_.close(ignored);
+    }
+}
+
+// Reads and discards what the client still sends for a moment after we decided
+// to close, so the kernel does not answer with RST and destroy our response.
+asio::awaitable<void> ClientSession::linger_close() {
+    if (!client_.is_open()) co_return;
+    boost::system::error_code ignored;
+    client_.shutdown(tcp::socket::shutdown_send, ignored);
+    arm_client(std::chrono::milliseconds(1000));
+    std::size_t discarded = 0;
+    while (client_.is_open() && discarded < 1024 * 1024) {
+        in_.clear();
+        auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), nothrow_awaitable);
+        if (ec) break;
+        discarded += n;
+    }
+    client_.close(ignored);
+}
+
+asio::awaitable<void> ClientSession::respond_error(unsigned status, std::string_view reason, bool close) {
+    status_ = status;
+    if (response_started_ || !client_.is_open()) co_return;
+    std::string_view text = status_text(status);
+    std::string body;
+    body.reserve(96);
+    body.append(std::to_string(status)).append(" ").append(text);
+    if (!reason.empty()) body.append(": ").append(reason);
+    body.push_back('\n');
+    out_.clear();
+    out_.append("HTTP/1.1 ");
+    append_decimal(out_, status);
+    out_.push_back(' ');
+    out_.append(text);
+    out_.append("\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: ");
+    append_decimal(out_, body.size());
+    out_.append("\r\n");
+    if (!request_id_.empty()) append_field(out_, "X-Request-ID", request_id_);
+    if (close) out_.append("Connection: close\r\n");
+    out_.append("\r\n");
+    bool head_only = head_.method == "HEAD";
+    std::array<asio::const_buffer, 2> buffers{asio::buffer(out_), asio::buffer(body.data(), head_only ? 0 : body.size())};
+    co_await write_client(buffers);
+}
+
+// -------------------------------------------------------------- routing
+
+int ClientSession::choose_slot(const RouteTable& table) {
+    // 1. tester override: header, then cookie
+    if (!table.override_header.empty()) {
+        auto pinned = field_value(head_.fields, table.override_header);
+        if (!pinned.empty()) {
+            int index = table.slot_index(pinned);
+            if (index >= 0) return index;
+        }
+    }
+    auto cookies = field_value(head_.fields, "Cookie");
+    if (!cookies.empty() && !table.override_cookie.empty()) {
+        auto pinned = cookie_value(cookies, table.override_cookie);
+        if (!pinned.empty()) {
+            int index = table.slot_index(pinned);
+            if (index >= 0) return index;
+        }
+    }
+    // 2. stickiness: a stable random bucket per visitor
+    if (table.sticky) {
+        auto bucket = cookies.empty() ? std::nullopt : bucket_from_cookie_header(cookies, table.sticky_cookie);
+        if (!bucket) {
+            new_bucket_ = static_cast<std::uint32_t>(worker_.random64() % kStickyBuckets);
+            bucket = new_bucket_;
+        }
+        return slot_for_bucket(table, *bucket);
+    }
+    // 3. smooth weighted round robin
+    return worker_.round_robin().pick(table);
+}
+
+// ---------------------------------------------------------- one request
+
+asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
+    status_ = 0;
+    request_error_status_ = 0;
+    response_started_ = false;
+    retry_allowed_ = false;
+    upstream_keep_ = false;
+    keep_client_ = false;
+    upstream_timed_out_ = false;
+    client_timed_out_ = false;
+    continue_sent_ = false;
+    new_bucket_.reset();
+    bytes_in_ = head_bytes;
+    bytes_out_ = 0;
+    upstream_micros_ = 0;
+    pending_request_bytes_ = 0;
+
+    auto id = field_value(head_.fields, "X-Request-ID");
+    if (valid_request_id(id)) {
+        request_id_.assign(id);
+    } else {
+        char hex[40];
+        std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(worker_.random64()),
+                      static_cast<unsigned long long>(worker_.random64()));
+        request_id_.assign(hex, 32);
+    }
+
+    const RouteTable& table = worker_.route_table();
+    slot_ = choose_slot(table);
+    if (slot_ < 0 || static_cast<std::size_t>(slot_) >= table.slots.size()) {
+        slot_ = -1;
+        bool close = head_.body != BodyKind::none || !head_.keep_alive;
+        co_await respond_error(503, "no release slot is live", close);
+        finish_request();
+        if (close) {
+            co_await linger_close();
+            co_return false;
+        }
+        in_.consume(head_bytes);
+        co_return true;
+    }
+    const SlotRoute& route = table.slots[static_cast<std::size_t>(slot_)];
+    slot_name_ = route.name;
+    release_ = route.release;
+    sticky_cookie_name_ = table.sticky_cookie;
+    UpstreamPool& pool = worker_.pool_for(table, slot_);
+    auto& counters = worker_.shard().slots[static_cast<std::size_t>(slot_)];
+    bump(counters.in_flight);
+
+    bool body_in_buffer = head_.body == BodyKind::none ||
+                          (head_.body == BodyKind::content_length && in_.size() - head_bytes >= head_.content_length);
+    bool retryable = body_in_buffer && (head_.body == BodyKind::none || is_idempotent(head_.method));
+    if (body_in_buffer) {
+        // Fast path: the whole request is in in_, which stays untouched (and so
+        // do head_'s views into it) until the response is done.
+        pending_request_bytes_ = head_bytes + (head_.body == BodyKind::content_length ? head_.content_length : 0);
+        bytes_in_ = pending_request_bytes_;
+        body_consumed_ = true;
+    } else {
+        // The body streams through in_, so the head moves to its own storage.
+        head_copy_.assign(in_.view().substr(0, head_bytes));
+        auto reparsed = parse_request_head(head_copy_, worker_.settings().limits, head_);
+        (void)reparsed; // same bytes, same verdict
+        in_.consume(head_bytes);
+        body_consumed_ = false;
+    }
+    build_upstream_head();
+
+    Failure failure = co_await attempt(pool, /*fresh=*/false, retryable);
+    if (failure != Failure::none && retry_allowed_) {
+        // The reused connection was dead before it produced a byte: once more, fresh.
+        failure = co_await attempt(pool, /*fresh=*/true, /*retryable=*/false);
+    }
+    in_.consume(pending_request_bytes_);
+    pending_request_bytes_ = 0;
+
+    switch (failure) {
+    case Failure::none:
+        break;
+    case Failure::client_gone:
+        if (status_ == 0 || !response_started_) status_ = 499;
+        keep_client_ = false;
+        break;
+    case Failure::request_invalid:
+        keep_client_ = false;
+        break;
+    default: {
+        UpstreamErrorKind kind = UpstreamErrorKind::reset;
+        if (failure == Failure::connect) kind = UpstreamErrorKind::connect;
+        else if (failure == Failure::connect_timeout || failure == Failure::timeout) kind = UpstreamErrorKind::timeout;
+        else if (failure == Failure::bad_response) kind = UpstreamErrorKind::bad_response;
+        count_upstream_error(kind);
+        if (!response_started_) {
+            bool close = !body_consumed_ || !head_.keep_alive;
+            co_await respond_error(failure_status(failure), failure_reason(failure), close);
+            keep_client_ = !close;
+        } else {
+            keep_client_ = false;
+        }
+        break;
+    }
+    }
+    upstream_.reset();
+    drop(counters.in_flight);
+    finish_request();
+    if (!keep_client_) {
+        if (!body_consumed_) co_await linger_close();
+        co_return false;
+    }
+    co_return !worker_.draining();
+}
+
+void ClientSession::finish_request() {
+    auto micros = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count());
+    if (slot_ >= 0) {
+        auto& counters = worker_.shard().slots[static_cast<std::size_t>(slot_)];
+        counters.record(status_, micros);
+        bump(counters.bytes_in, bytes_in_);
+        bump(counters.bytes_out, bytes_out_);
+    }
+    const auto& sink = worker_.access_sink();
+    if (sink) {
+        AccessRecord record;
+        record.unix_micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+        record.client = client_ip_;
+        record.method = head_.method;
+        record.host = head_.host;
+        record.path = head_.target;
+        record.slot = slot_ >= 0 ? std::string_view(slot_name_) : std::string_view("-");
+        record.release = slot_ >= 0 ? std::string_view(release_) : std::string_view("-");
+        record.request_id = request_id_;
+        record.user_agent = field_value(head_.fields, "User-Agent");
+        record.status = status_;
+        record.bytes_in = bytes_in_;
+        record.bytes_out = bytes_out_;
+        record.duration_micros = micros;
+        record.upstream_micros = upstream_micros_;
+        sink(record);
+    }
+    slot_ = -1;
+}
+
+void ClientSession::build_upstream_head() {
+    std::string& out = upstream_head_;
+    out.clear();
+    out.append(head_.method);
+    out.push_back(' ');
+    out.append(head_.target);
+    out.append(" HTTP/1.1\r\n");
+    append_field(out, "Host", head_.host);
+    for (const auto& f : head_.fields) {
+        if (is_hop(head_.fields, f.name)) continue;
+        if (iequals(f.name, "Host") || iequals(f.name, "X-Request-ID") || iequals(f.name, "X-Forwarded-For") ||
+            iequals(f.name, "X-Forwarded-Proto") || iequals(f.name, "X-Forwarded-Host") || iequals(f.name, "Expect"))
+            continue;
+        append_field(out, f.name, f.value);
+    }
+    out.append("X-Forwarded-For: ");
+    if (worker_.trusted().contains(client_ip_)) {
+        // Extend the chain only when the hop that sent it is one we trust;
+        // from anyone else it is replaced (it could be forged).
+        for (const auto& f : head_.fields) {
+            if (!iequals(f.name, "X-Forwarded-For") || f.value.empty()) continue;
+            out.append(f.value);
+            out.append(", ");
+        }
+    }
+    out.append(client_ip_.empty() ? std::string_view("unknown") : std::string_view(client_ip_));
+    out.append("\r\n");
+    append_field(out, "X-Forwarded-Proto", tls_ ? "https" : "http");
+    append_field(out, "X-Forwarded-Host", head_.host);
+    append_field(out, "X-Request-ID", request_id_);
+    if (head_.upgrade) {
+        append_field(out, "Connection", "upgrade");
+        append_field(out, "Upgrade", field_value(head_.fields, "Upgrade"));
+    }
+    switch (head_.body) {
+    case BodyKind::content_length:
+        out.append("Content-Length: ");
+        append_decimal(out, head_.content_length);
+        out.append("\r\n");
+        break;
+    case BodyKind::chunked:
+        out.append("Transfer-Encoding: chunked\r\n");
+        break;
+    default:
+        // A request that said Content-Length: 0 keeps saying it (some apps want it on POST).
+        if (!field_value(head_.fields, "Content-Length").empty()) out.append("Content-Length: 0\r\n");
+        break;
+    }
+    out.append("\r\n");
+}
+
+// One attempt: connection, request, response. Sets retry_allowed_ when the
+// failure happened on a reused connection before any response byte, for a
+// request that is safe to send again.
+asio::awaitable<ClientSession::Failure> ClientSession::attempt(UpstreamPool& pool, bool fresh, bool retryable) {
+    const auto& settings = worker_.settings();
+    retry_allowed_ = false;
+    upstream_keep_ = false;
+    upstream_timed_out_ = false;
+    if (!pool.resolved()) co_return Failure::connect;
+    upstream_ = fresh ? nullptr : pool.take(worker_.now());
+    bool reused = upstream_ != nullptr;
+    if (!upstream_) {
+        upstream_ = std::make_unique<UpstreamConnection>(worker_.io());
+        arm_upstream(settings.timeouts.upstream_connect);
+        auto [ec] = co_await upstream_->socket.async_connect(pool.endpoint(), nothrow_awaitable);
+        if (ec) {
+            bool timed_out = upstream_timed_out_;
+            upstream_.reset();
+            co_return timed_out ? Failure::connect_timeout : Failure::connect;
+        }
+        if (pool.is_tcp()) set_nodelay(upstream_->socket.native_handle());
+    }
+    auto upstream_started = Clock::now();
+
+    // Expect: 100-continue is answered by us once an upstream is ready; the
+    // header is not forwarded, so the app never sends an interim 100 itself.
+    if (head_.expect_continue && head_.version_minor == 1 && head_.body != BodyKind::none && in_.empty() &&
+        !continue_sent_) {
+        continue_sent_ = true;
+        if (!(co_await write_client(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")))) co_return Failure::client_gone;
+        response_started_ = false; // an interim response does not start the final one
+    }
+
+    Failure failure = Failure::none;
+    if (pending_request_bytes_ > 0 || head_.body == BodyKind::none) {
+        std::size_t head_bytes = pending_request_bytes_ - (head_.body == BodyKind::content_length ? head_.content_length : 0);
+        std::size_t body_bytes = pending_request_bytes_ - head_bytes;
+        std::array<asio::const_buffer, 2> buffers{
+            asio::buffer(upstream_head_), asio::buffer(in_.view().data() + head_bytes, body_bytes)};
+        if (!(co_await write_upstream(buffers))) {
+            retry_allowed_ = reused && retryable;
+            failure = upstream_timed_out_ ? Failure::timeout : Failure::reset;
+        } else {
+            failure = co_await receive_response(reused && retryable);
+        }
+    } else {
+        // Stream the body up while the response streams down: an app may
+        // answer before reading everything, or echo while it reads.
+        auto [sent, received] = co_await (send_request_body() && receive_while_sending());
+        failure = received;
+        if (request_error_status_ != 0) failure = Failure::request_invalid;
+        else if (sent == Failure::client_gone && failure == Failure::none) failure = Failure::client_gone;
+    }
+    upstream_micros_ = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - upstream_started).count());
+    upstream_deadline = Clock::time_point::max();
+    if (failure == Failure::none && upstream_keep_ && upstream_) pool.give_back(std::move(upstream_), worker_.now());
+    upstream_.reset();
+    co_return failure;
+}
+
+// Streams the request body from the client to the upstream, re-framed.
+asio::awaitable<ClientSession::Failure> ClientSession::send_request_body() {
+    const auto& settings = worker_.settings();
+    const auto body_deadline = worker_.now() + settings.timeouts.request_body;
+    bool head_sent = false;
+    std::uint64_t remaining = head_.content_length;
+    std::uint64_t total = 0;
+    ChunkedDecoder decoder;
+    auto refuse = [this](unsigned status, const char* reason) {
+        // The upstream must never see the rest of a broken body: drop it. The
+        // receiving side writes the error response (one writer per socket).
+        request_error_status_ = status;
+        request_error_reason_ = reason;
+        bump(worker_.shard().requests_rejected);
+        close_upstream();
+        return Failure::request_invalid;
+    };
+    for (;;) {
+        std::array<asio::const_buffer, 2> buffers;
+        std::size_t count = 0;
+        if (!head_sent) buffers[count++] = asio::buffer(upstream_head_);
+        bool done = false;
+        std::size_t consume = 0;
+        if (head_.body == BodyKind::content_length) {
+            auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, in_.size()));
+            if (take) buffers[count++] = asio::buffer(in_.view().data(), take);
+            consume = take;
+            remaining -= take;
+            done = remaining == 0;
+        } else {
+            request_frame_.clear();
+            std::string_view input = in_.view();
+            for (;;) {
+                auto step = decoder.next(input.substr(consume));
+                if (step.error) co_return refuse(400, "malformed chunked body");
+                consume += step.consumed;
+                if (!step.data.empty()) {
+                    total += step.data.size();
+                    if (total > settings.limits.max_body_bytes) co_return refuse(413, "request body too large");
+                    append_chunk(request_frame_, step.data);
+                }
+                if (step.done) {
+                    request_frame_.append("0\r\n\r\n");
+                    done = true;
+                    break;
+                }
+                if (step.consumed == 0) break;
+            }
+            if (!request_frame_.empty()) buffers[count++] = asio::buffer(request_frame_);
+        }
+        if (count > 0) {
+            if (!(co_await write_upstream(std::span(buffers.data(), count)))) {
+                in_.consume(consume);
+                co_return Failure::reset;
+            }
+            head_sent = true;
+        }
+        in_.consume(consume);
+        if (done) {
+            body_consumed_ = true;
+            co_return Failure::none;
+        }
+        if (worker_.now() >= body_deadline) co_return refuse(408, "request body took too long");
+        client_deadline = body_deadline;
+        if (!(co_await read_client())) {
+            if (client_timed_out_ && response_started_ == false) co_return refuse(408, "request body took too long");
+            close_upstream(); // a half body must not look complete upstream
+            co_return Failure::client_gone;
+        }
+    }
+}
+
+// The receiving half while a body streams up: when it ends before the body
+// did (early answer, failure), it reports the error itself and then makes sure
+// the sending half stops waiting for the client.
+asio::awaitable<ClientSession::Failure> ClientSession::receive_while_sending() {
+    Failure failure = co_await receive_response(false);
+    if (request_error_status_ != 0) {
+        co_await respond_error(request_error_status_, request_error_reason_, true);
+    } else if (failure != Failure::none && failure != Failure::client_gone && !body_consumed_ && !response_started_) {
+        co_await respond_error(failure_status(failure), failure_reason(failure), true);
+    }
+    if (!body_consumed_) {
+        keep_client_ = false;
+        upstream_keep_ = false;
+        arm_client(std::chrono::milliseconds(1000)); // lingering close of the unread body
+    }
+    co_return failure;
+}
+
+// Reads the response head (skipping interim 1xx) and streams the response.
+asio::awaitable<ClientSession::Failure> ClientSession::receive_response(bool retryable) {
+    const auto& settings = worker_.settings();
+    upstream_keep_ = false;
+    keep_client_ = false;
+    if (!upstream_) co_return Failure::reset;
+    UpstreamConnection& up = *upstream_;
+    ParseResult parsed;
+    bool any_response_byte = false;
+    for (;;) {
+        arm_upstream(settings.timeouts.upstream_response);
+        for (;;) {
+            if (!up.in.empty()) {
+                parsed = parse_response_head(up.in.view(), settings.limits.max_response_header_bytes, head_.method, response_);
+                if (parsed.status != ParseStatus::incomplete) break;
+            }
+            if (!up.in.prepare(settings.limits.max_response_header_bytes + 1024)) {
+                parsed = {ParseStatus::error, 0, 502, "response head too large"};
+                break;
+            }
+            if (!up.socket.is_open()) co_return upstream_timed_out_ ? Failure::timeout : Failure::reset;
+            auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.in.write_ptr(), up.in.writable()), nothrow_awaitable);
+            if (ec) {
+                if (upstream_timed_out_) co_return Failure::timeout;
+                // Nothing came back at all: safe to retry if the request may be repeated.
+                retry_allowed_ = retryable && !any_response_byte && up.in.empty();
+                co_return Failure::reset;
+            }
+            any_response_byte = true;
+            up.in.commit(n);
+        }
+        if (parsed.status == ParseStatus::error) co_return Failure::bad_response;
+        if (response_.status == 101) {
+            if (!head_.upgrade) co_return Failure::bad_response;
+            break;
+        }
+        if (response_.status >= 200) break;
+        up.in.consume(parsed.head_bytes); // interim 1xx: never the final response
+    }
+    status_ = response_.status;
+    up.in.consume(parsed.head_bytes);
+
+    const bool client_http10 = head_.version_minor == 0;
+    const bool no_body = response_.body == BodyKind::none;
+    const bool length_known = response_.body == BodyKind::content_length || no_body;
+    const bool close_after = !head_.keep_alive || worker_.draining() || (client_http10 && !length_known) ||
+                             !body_consumed_;
+    const bool chunk_to_client = !client_http10 && !length_known;
+    build_response_head(close_after, chunk_to_client);
+
+    if (response_.status == 101) {
+        in_.consume(pending_request_bytes_);
+        pending_request_bytes_ = 0;
+        if (!(co_await write_client(out_))) co_return Failure::client_gone;
+        co_await tunnel();
+        co_return Failure::none;
+    }
+    if (no_body) {
+        if (!(co_await write_client(out_))) co_return Failure::client_gone;
+        upstream_keep_ = response_.keep_alive && up.in.empty();
+        keep_client_ = !close_after;
+        co_return Failure::none;
+    }
+
+    bool head_written = false;
+    bool upstream_eof = false;
+    std::uint64_t remaining = response_.content_length;
+    ChunkedDecoder decoder;
+    for (;;) {
+        std::array<asio::const_buffer, 2> buffers;
+        std::size_t count = 0;
+        if (!head_written) buffers[count++] = asio::buffer(out_);
+        bool done = false;
+        std::size_t consume = 0;
+        if (response_.body == BodyKind::content_length) {
+            auto take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, up.in.size()));
+            if (take) buffers[count++] = asio::buffer(up.in.view().data(), take);
+            consume = take;
+            remaining -= take;
+            done = remaining == 0;
+        } else if (response_.body == BodyKind::chunked) {
+            response_frame_.clear();
+            std::string_view input = up.in.view();
+            for (;;) {
+                auto step = decoder.next(input.substr(consume));
+                if (step.error) {
+                    // Already streaming: cut the client off so it sees a truncated message.
+                    count_upstream_error(UpstreamErrorKind::bad_response);
+                    close_client();
+                    co_return Failure::client_gone;
+                }
+                consume += step.consumed;
+                if (!step.data.empty()) {
+                    if (chunk_to_client) append_chunk(response_frame_, step.data);
+                    else response_frame_.append(step.data);
+                }
+                if (step.done) {
+                    if (chunk_to_client) response_frame_.append("0\r\n\r\n");
+                    done = true;
+                    break;
+                }
+                if (step.consumed == 0) break;
+            }
+            if (!response_frame_.empty()) buffers[count++] = asio::buffer(response_frame_);
+        } else { // until_close
+            response_frame_.clear();
+            std::string_view input = up.in.view();
+            if (!input.empty()) {
+                if (chunk_to_client) append_chunk(response_frame_, input);
+                else response_frame_.append(input);
+                consume = input.size();
+            }
+            if (upstream_eof) {
+                if (chunk_to_client) response_frame_.append("0\r\n\r\n");
+                done = true;
+            }
+            if (!response_frame_.empty()) buffers[count++] = asio::buffer(response_frame_);
+        }
+        if (count > 0) {
+            if (!(co_await write_client(std::span(buffers.data(), count)))) co_return Failure::client_gone;
+            head_written = true;
+        }
+        up.in.consume(consume);
+        if (done) break;
+        arm_upstream(settings.timeouts.upstream_read);
+        if (!up.in.prepare(up.in.capacity()) || !up.socket.is_open()) {
+            close_client();
+            co_return Failure::client_gone;
+        }
+        auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.in.write_ptr(), up.in.writable()), nothrow_awaitable);
+        if (ec) {
+            if (response_.body == BodyKind::until_close && ec == asio::error::eof) {
+                upstream_eof = true;
+                continue;
+            }
+            // Mid-body failure: the client already has a head; truncate it.
+            count_upstream_error(upstream_timed_out_ ? UpstreamErrorKind::timeout : UpstreamErrorKind::reset);
+            close_client();
+            co_return Failure::client_gone;
+        }
+        up.in.commit(n);
+    }
+    upstream_keep_ = response_.keep_alive && up.in.empty() && response_.body != BodyKind::until_close;
+    keep_client_ = !close_after;
+    co_return Failure::none;
+}
+
+void ClientSession::build_response_head(bool close_after, bool chunk_to_client) {
+    std::string& out = out_;
+    out.clear();
+    out.append("HTTP/1.1 ");
+    append_decimal(out, response_.status);
+    out.push_back(' ');
+    out.append(response_.reason.empty() ? status_text(response_.status) : response_.reason);
+    out.append("\r\n");
+    for (const auto& f : response_.fields) {
+        if (is_hop(response_.fields, f.name)) continue;
+        append_field(out, f.name, f.value);
+    }
+    if (new_bucket_) {
+        out.append("Set-Cookie: ");
+        out.append(sticky_cookie_name_);
+        out.push_back('=');
+        append_decimal(out, *new_bucket_);
+        out.append("; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax\r\n");
+    }
+    const unsigned status = response_.status;
+    if (status == 101) {
+        append_field(out, "Connection", "upgrade");
+        append_field(out, "Upgrade", field_value(response_.fields, "Upgrade"));
+        out.append("\r\n");
+        return;
+    }
+    if (status == 204 || status == 304 || status < 200) {
+        // never a body, never framing headers
+    } else if (head_.method == "HEAD") {
+        auto length = field_value(response_.fields, "Content-Length");
+        if (!length.empty()) append_field(out, "Content-Length", length);
+    } else if (response_.body == BodyKind::content_length) {
+        out.append("Content-Length: ");
+        append_decimal(out, response_.content_length);
+        out.append("\r\n");
+    } else if (chunk_to_client) {
+        out.append("Transfer-Encoding: chunked\r\n");
+    } else if (response_.body == BodyKind::none) {
+        out.append("Content-Length: 0\r\n");
+    }
+    if (close_after) out.append("Connection: close\r\n");
+    else if (head_.version_minor == 0) out.append("Connection: keep-alive\r\n");
+    out.append("\r\n");
+}
+
+// After a 101: bytes both ways until either side closes or the tunnel idles out.
+asio::awaitable<void> ClientSession::tunnel() {
+    phase_ = Phase::tunnel;
+    const auto idle = worker_.settings().timeouts.tunnel_idle;
+    arm_client(idle);
+    upstream_deadline = Clock::time_point::max();
+    UpstreamConnection& up = *upstream_;
+    // Bytes that arrived early on either side go first.
+    if (!up.in.empty()) {
+        auto [ec, n] = co_await asio::async_write(client_, asio::buffer(up.in.view().data(), up.in.size()), nothrow_awaitable);
+        if (ec) co_return;
+        bytes_out_ += n;
+        up.in.clear();
+    }
+    if (!in_.empty()) {
+        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(in_.view().data(), in_.size()), nothrow_awaitable);
+        if (ec) co_return;
+        in_.clear();
+    }
+    auto pump = [this, idle](auto& from, auto& to, ByteBuffer& buffer, std::uint64_t& counter) -> asio::awaitable<void> {
+        for (;;) {
+            buffer.clear();
+            auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer.write_ptr(), buffer.writable()), nothrow_awaitable);
+            if (ec) break;
+            arm_client(idle);
+            auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buffer.write_ptr(), n), nothrow_awaitable);
+            if (wec) break;
+            counter += wn;
+        }
+        boost::system::error_code ignored;
+        to.shutdown(asio::socket_base::shutdown_send, ignored);
+    };
+    co_await (pump(client_, up.socket, in_, bytes_in_) && pump(up.socket, client_, up.in, bytes_out_));
+    close_upstream();
+    close_client();
+    phase_ = Phase::request;
+}
+
+asio::awaitable<void> serve_client(Worker& worker, tcp::socket socket) {
+    ClientSession session(worker, std::move(socket));
+    co_await session.run();
+}
+
+} // namespace releasectl::proxy

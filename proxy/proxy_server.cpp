@@ -1,0 +1,87 @@
+#include "proxy_server.hpp"
+
+#include "worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+namespace releasectl::proxy {
+
+struct ProxyServer::Impl {
+    ProxySettings settings;
+    AccessSink access_sink;
+    unsigned worker_count;
+    RouteTablePublisher publisher;
+    std::vector<std::unique_ptr<MetricsShard>> shards;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<std::thread> threads;
+
+    Impl(ProxySettings s, AccessSink sink, unsigned count)
+        : settings(std::move(s)), access_sink(std::move(sink)), worker_count(count), publisher(count) {}
+};
+
+static unsigned resolve_worker_count(unsigned configured) {
+    if (configured != 0) return configured;
+    unsigned cores = std::thread::hardware_concurrency();
+    return cores == 0 ? 1 : cores;
+}
+
+ProxyServer::ProxyServer(ProxySettings settings, RouteTable initial, AccessSink access_sink) {
+    unsigned count = resolve_worker_count(settings.workers);
+    impl_ = std::make_unique<Impl>(std::move(settings), std::move(access_sink), count);
+    if (initial.slots.size() > kMaxSlots) throw std::runtime_error("at most 8 slots are supported");
+    impl_->publisher.publish(std::move(initial));
+    for (unsigned i = 0; i < count; ++i) {
+        impl_->shards.push_back(std::make_unique<MetricsShard>());
+        impl_->workers.push_back(std::make_unique<Worker>(i, impl_->settings, impl_->publisher,
+                                                          *impl_->shards.back(), impl_->access_sink));
+        for (const auto& address : impl_->settings.listen) impl_->workers.back()->add_listener(address);
+    }
+}
+
+ProxyServer::~ProxyServer() {
+    if (!impl_) return;
+    for (auto& worker : impl_->workers) worker->begin_drain();
+    wait();
+}
+
+void ProxyServer::start() {
+    for (auto& worker : impl_->workers) impl_->threads.emplace_back([w = worker.get()] { w->run(); });
+}
+
+std::uint64_t ProxyServer::publish(RouteTable table) { return impl_->publisher.publish(std::move(table)); }
+
+RouteTable ProxyServer::route_table() const { return impl_->publisher.current(); }
+
+std::vector<SlotStats> ProxyServer::slot_stats() const {
+    auto table = impl_->publisher.current();
+    std::vector<SlotStats> out(table.slots.size());
+    for (const auto& shard : impl_->shards)
+        for (std::size_t i = 0; i < out.size(); ++i) shard->slots[i].add_to(out[i]);
+    return out;
+}
+
+ProxyStats ProxyServer::stats() const {
+    ProxyStats out;
+    for (const auto& shard : impl_->shards) {
+        out.connections_active += shard->connections_active.load(std::memory_order_relaxed);
+        out.connections_total += shard->connections_total.load(std::memory_order_relaxed);
+        out.requests_rejected += shard->requests_rejected.load(std::memory_order_relaxed);
+    }
+    return out;
+}
+
+unsigned ProxyServer::worker_count() const { return impl_->worker_count; }
+
+void ProxyServer::begin_drain() {
+    for (auto& worker : impl_->workers) worker->begin_drain();
+}
+
+void ProxyServer::wait() {
+    for (auto& thread : impl_->threads)
+        if (thread.joinable()) thread.join();
+    impl_->threads.clear();
+}
+
+} // namespace releasectl::proxy

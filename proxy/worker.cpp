@@ -1,0 +1,186 @@
+#include "worker.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <stdexcept>
+
+namespace releasectl::proxy {
+namespace {
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+constexpr std::chrono::milliseconds kSweepInterval{100};
+} // namespace
+
+// ---------------------------------------------------------------- pool
+
+void UpstreamPool::configure(const UpstreamAddress& address, std::size_t max_idle, Duration idle_timeout) {
+    max_idle_ = max_idle;
+    idle_timeout_ = idle_timeout;
+    if (resolved_ && address == address_) return;
+    idle_.clear();
+    address_ = address;
+    resolved_ = false;
+    if (address.kind == UpstreamAddress::Kind::unix_socket) {
+        endpoint_ = asio::generic::stream_protocol::endpoint(asio::local::stream_protocol::endpoint(address.path));
+        resolved_ = true;
+        return;
+    }
+    boost::system::error_code ec;
+    std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
+    auto ip = asio::ip::make_address(host, ec);
+    if (ec) {
+        spdlog::error("upstream {}: '{}' is not a numeric address", address.to_string(), address.host);
+        return;
+    }
+    endpoint_ = asio::generic::stream_protocol::endpoint(tcp::endpoint(ip, address.port));
+    resolved_ = true;
+}
+
+std::unique_ptr<UpstreamConnection> UpstreamPool::take(Clock::time_point now) {
+    while (!idle_.empty()) {
+        auto connection = std::move(idle_.back());
+        idle_.pop_back();
+        if (!connection->socket.is_open()) continue;
+        if (now - connection->idle_since >= idle_timeout_) continue;
+        // A connection idle for a while may have been closed by the app (its
+        // keep-alive timeout, or a restart). A non-blocking peek catches the
+        // FIN/RST before we commit a request to it.
+        if (now - connection->idle_since > std::chrono::milliseconds(500)) {
+            char byte;
+            ssize_t n = ::recv(connection->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n > 0) continue;
+        }
+        connection->reused = true;
+        return connection;
+    }
+    return nullptr;
+}
+
+void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> connection, Clock::time_point now) {
+    if (idle_.size() >= max_idle_ || !connection->socket.is_open() || !connection->in.empty()) return;
+    connection->idle_since = now;
+    idle_.push_back(std::move(connection));
+}
+
+void UpstreamPool::expire(Clock::time_point now) {
+    std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= idle_timeout_; });
+}
+
+// ---------------------------------------------------------------- worker
+
+Worker::Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
+               MetricsShard& shard, const AccessSink& access_sink)
+    : index_(index), settings_(settings), publisher_(publisher), shard_(shard),
+      access_sink_(access_sink), rng_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {
+    for (const auto& entry : settings.trusted_proxies) {
+        auto error = trusted_.add(entry);
+        if (!error.empty()) throw std::runtime_error(error);
+    }
+}
+
+void Worker::add_listener(const ListenAddress& address) {
+    boost::system::error_code ec;
+    std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
+    auto ip = asio::ip::make_address(host, ec);
+    if (ec) throw std::runtime_error("listen address '" + address.to_string() + "': not a numeric IP address");
+    tcp::endpoint endpoint(ip, address.port);
+    auto acceptor = std::make_unique<tcp::acceptor>(ioc_);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+        int one = 1;
+        if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+    if (!ec && ip.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) throw std::runtime_error("cannot listen on " + address.to_string() + ": " + ec.message());
+    acceptors_.push_back(std::move(acceptor));
+}
+
+UpstreamPool& Worker::pool_for(const RouteTable& table, int slot) {
+    auto& pool = pools_[static_cast<std::size_t>(slot)];
+    const auto& upstream = table.slots[static_cast<std::size_t>(slot)].upstream;
+    if (!pool.resolved() || !(pool.address() == upstream))
+        pool.configure(upstream, settings_.upstream_max_idle_per_slot, settings_.timeouts.upstream_idle);
+    return pool;
+}
+
+void Worker::run() {
+    for (auto& acceptor : acceptors_) asio::co_spawn(ioc_, accept_loop(*acceptor), asio::detached);
+    asio::co_spawn(ioc_, sweep_loop(), asio::detached);
+    ioc_.run();
+}
+
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor) {
+    asio::steady_timer backoff(ioc_);
+    while (!draining_) {
+        auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
+        if (ec) {
+            if (draining_ || ec == asio::error::operation_aborted) break;
+            // EMFILE/ENFILE: back off briefly instead of spinning.
+            spdlog::warn("accept failed: {}", ec.message());
+            backoff.expires_after(std::chrono::milliseconds(50));
+            co_await backoff.async_wait(nothrow_awaitable);
+            continue;
+        }
+        asio::co_spawn(ioc_, serve_client(*this, std::move(socket)), asio::detached);
+    }
+}
+
+asio::awaitable<void> Worker::sweep_loop() {
+    asio::steady_timer timer(ioc_);
+    for (;;) {
+        timer.expires_after(kSweepInterval);
+        co_await timer.async_wait(nothrow_awaitable);
+        coarse_now_ = Clock::now();
+        // Keeps route-table reclamation moving even when this worker is idle.
+        (void)publisher_.load(index_);
+        for (auto& pool : pools_) pool.expire(coarse_now_);
+        if (draining_ && coarse_now_ >= drain_deadline_) {
+            for (auto it = watched_.begin(); it != watched_.end();) (it++)->on_force_close();
+        }
+        for (auto it = watched_.begin(); it != watched_.end();) {
+            Watched& item = *it++;
+            if (item.upstream_deadline <= coarse_now_) {
+                item.upstream_deadline = Clock::time_point::max();
+                item.on_upstream_deadline();
+            }
+            if (item.client_deadline <= coarse_now_) {
+                item.client_deadline = Clock::time_point::max();
+                item.on_client_deadline();
+            }
+        }
+        if (draining_ && watched_.empty()) break;
+    }
+    for (auto& pool : pools_) pool.clear();
+}
+
+void Worker::begin_drain() {
+    asio::post(ioc_, [this] { drain_now(); });
+}
+
+void Worker::drain_now() {
+    if (draining_) return;
+    draining_ = true;
+    drain_deadline_ = Clock::now() + settings_.timeouts.drain;
+    for (auto& acceptor : acceptors_) {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);
+    }
+    for (auto it = watched_.begin(); it != watched_.end();) (it++)->on_drain();
+}
+
+} // namespace releasectl::proxy

@@ -1,0 +1,131 @@
+#pragma once
+// One data-plane worker: its own io_context, acceptors (SO_REUSEPORT), upstream
+// pools, metric shard and routing state. Internal to proxy/.
+#include "byte_buffer.hpp"
+#include "metrics_shard.hpp"
+#include "proxy_server.hpp"
+#include "route_table.hpp"
+#include "settings.hpp"
+#include "slot_chooser.hpp"
+#include "trusted_proxies.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <chrono>
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace releasectl::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using UpstreamSocket = asio::generic::stream_protocol::socket;
+
+// Something with a deadline the worker's sweeper enforces (client sessions).
+// A deadline is a plain store, so arming it per I/O costs nothing; the sweeper
+// checks all of them every tick.
+class Watched : public boost::intrusive::list_base_hook<
+                    boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+public:
+    virtual ~Watched() = default;
+    // One deadline per direction: a request body can stream up while the
+    // response streams down, each with its own timeout.
+    Clock::time_point client_deadline = Clock::time_point::max();
+    Clock::time_point upstream_deadline = Clock::time_point::max();
+    virtual void on_client_deadline() = 0;   // abort client I/O (close)
+    virtual void on_upstream_deadline() = 0; // abort upstream I/O (close)
+    virtual void on_drain() = 0;    // drain began: close if idle, end tunnels
+    virtual void on_force_close() = 0; // drain timeout: close everything
+};
+using WatchedList = boost::intrusive::list<Watched, boost::intrusive::constant_time_size<false>>;
+
+struct UpstreamConnection {
+    explicit UpstreamConnection(asio::io_context& ioc) : socket(ioc), in(16 * 1024) {}
+    UpstreamSocket socket;
+    ByteBuffer in;
+    Clock::time_point idle_since{};
+    bool reused = false;
+};
+
+class UpstreamPool {
+public:
+    UpstreamPool() = default;
+    void configure(const UpstreamAddress& address, std::size_t max_idle, Duration idle_timeout);
+    const UpstreamAddress& address() const { return address_; }
+    bool resolved() const { return resolved_; }
+    const asio::generic::stream_protocol::endpoint& endpoint() const { return endpoint_; }
+    bool is_tcp() const { return address_.kind == UpstreamAddress::Kind::tcp; }
+
+    // An idle connection that still looks alive, or null.
+    std::unique_ptr<UpstreamConnection> take(Clock::time_point now);
+    void give_back(std::unique_ptr<UpstreamConnection> connection, Clock::time_point now);
+    void expire(Clock::time_point now);
+    void clear() { idle_.clear(); }
+
+private:
+    UpstreamAddress address_;
+    asio::generic::stream_protocol::endpoint endpoint_;
+    bool resolved_ = false;
+    std::size_t max_idle_ = 0;
+    Duration idle_timeout_{0};
+    std::vector<std::unique_ptr<UpstreamConnection>> idle_; // LIFO: hottest first
+};
+
+class Worker {
+public:
+    Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
+           MetricsShard& shard, const AccessSink& access_sink);
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    void add_listener(const ListenAddress& address); // throws on bind failure
+    void run();                                      // thread body
+    void begin_drain();                              // thread-safe
+
+    // --- used by sessions (worker thread only) ---
+    asio::io_context& io() { return ioc_; }
+    const ProxySettings& settings() const { return settings_; }
+    const RouteTable& route_table() { return publisher_.load(index_); }
+    MetricsShard& shard() { return shard_; }
+    UpstreamPool& pool_for(const RouteTable& table, int slot);
+    SmoothWeightedRoundRobin& round_robin() { return round_robin_; }
+    const TrustedProxies& trusted() const { return trusted_; }
+    const AccessSink& access_sink() const { return access_sink_; }
+    bool draining() const { return draining_; }
+    Clock::time_point now() const { return coarse_now_; }
+    std::uint64_t random64() { return rng_(); }
+    void watch(Watched& item) { watched_.push_back(item); }
+
+private:
+    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
+    asio::awaitable<void> sweep_loop();
+    void drain_now();
+
+    unsigned index_;
+    const ProxySettings& settings_;
+    RouteTablePublisher& publisher_;
+    MetricsShard& shard_;
+    const AccessSink& access_sink_;
+    asio::io_context ioc_{1};
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+    std::array<UpstreamPool, kMaxSlots> pools_;
+    SmoothWeightedRoundRobin round_robin_;
+    TrustedProxies trusted_;
+    WatchedList watched_;
+    std::mt19937_64 rng_;
+    Clock::time_point coarse_now_ = Clock::now();
+    Clock::time_point drain_deadline_ = Clock::time_point::max();
+    bool draining_ = false;
+};
+
+// Runs one client connection to completion (client_session.cpp).
+asio::awaitable<void> serve_client(Worker& worker, tcp::socket socket);
+
+} // namespace releasectl::proxy
