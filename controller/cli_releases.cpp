@@ -58,6 +58,7 @@ json::value release_json(const rel::ReleaseInfo& r) {
     o["created"] = rel::format_utc(r.created);
     o["created_unix"] = std::chrono::duration_cast<std::chrono::seconds>(r.created.time_since_epoch()).count();
     o["size_bytes"] = r.size_bytes;
+    o["source"] = r.source;
     json::array slots;
     for (const auto& s : r.slots)
         slots.emplace_back(s);

@@ -1,13 +1,22 @@
 #include "daemon.hpp"
 
 #include "access_log.hpp"
+#include "admin_server.hpp"
 #include "config.hpp"
-#include "route_builder.hpp"
+#include "controller.hpp"
+#include "notifier.hpp"
+#include "supervisor.hpp"
+#include "systemd_notify.hpp"
 
 #include "proxy/proxy_server.hpp"
+#include "releases/layout.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
@@ -16,6 +25,7 @@
 #include <thread>
 
 namespace releasectl {
+namespace asio = boost::asio;
 
 int run_daemon(const std::string& config_path) {
     Config config;
@@ -26,6 +36,10 @@ int run_daemon(const std::string& config_path) {
         return 2;
     }
     spdlog::set_level(spdlog::level::from_str(config.log.level));
+    if (auto status = releases::ensure_layout(config.root); !status) {
+        spdlog::error("release store {}: {}", config.root, status.error);
+        return 2;
+    }
 
     std::optional<AccessLog> access_log;
     proxy::AccessSink sink;
@@ -34,41 +48,77 @@ int run_daemon(const std::string& config_path) {
         sink = access_log->sink();
     }
 
-    auto table = build_route_table(config, config.weights);
+    // The persisted route table is served before anything else happens: a
+    // restart (or a crash mid-rollout) puts users back exactly where they were.
+    RolloutState initial = Controller::load_initial_state(config);
+    asio::io_context control(1);
+    Supervisor supervisor(control, config);
+    Notifier notifier(control, config.notify);
     std::unique_ptr<proxy::ProxyServer> server;
+    std::unique_ptr<Controller> controller;
+    std::unique_ptr<AdminServer> admin;
     try {
-        server = std::make_unique<proxy::ProxyServer>(config.proxy, table, sink);
+        server = std::make_unique<proxy::ProxyServer>(config.proxy, Controller::route_table_for(config, initial), sink);
+        controller = std::make_unique<Controller>(control, config, *server, supervisor, notifier);
+        server->start();
+        admin = std::make_unique<AdminServer>(control, *controller, config.admin_socket_path(), config.admin.tcp_listen,
+                                              config.admin.token);
     } catch (const std::exception& e) {
         spdlog::error("cannot start: {}", e.what());
         return 2;
     }
-    server->start();
     std::string listening;
     for (const auto& l : config.proxy.listen) listening += (listening.empty() ? "" : ", ") + l.to_string();
-    spdlog::info("releasectl serving on {} with {} workers", listening, server->worker_count());
+    spdlog::info("releasectl serving on {} with {} workers; admin socket {}", listening, server->worker_count(),
+                 config.admin_socket_path());
 
-    boost::asio::io_context control(1);
-    boost::asio::signal_set stop_signals(control, SIGTERM, SIGINT);
-    boost::asio::signal_set hup(control, SIGHUP);
-    boost::asio::signal_set usr1(control, SIGUSR1);
+    controller->start(std::move(initial));
+    admin->start();
+    systemd::notify_ready();
+    asio::steady_timer watchdog(control);
+    std::function<void()> pet_watchdog = [&] {
+        auto interval = systemd::watchdog_interval();
+        if (!interval) return;
+        systemd::notify_watchdog();
+        watchdog.expires_after(*interval / 2);
+        watchdog.async_wait([&](const boost::system::error_code& ec) { if (!ec) pet_watchdog(); });
+    };
+    pet_watchdog();
+
+    asio::signal_set stop_signals(control, SIGTERM, SIGINT);
+    asio::signal_set hup(control, SIGHUP);
+    asio::signal_set usr1(control, SIGUSR1);
+    std::thread drain_thread;
     stop_signals.async_wait([&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
         spdlog::info("signal {}: draining (up to {})", signal, proxy::format_duration(config.proxy.timeouts.drain));
-        server->begin_drain();
+        systemd::notify_stopping();
+        admin->stop();
         hup.cancel();
         usr1.cancel();
+        watchdog.cancel();
+        server->begin_drain();
+        // The proxy drains on its own threads; the apps stop only after the
+        // last in-flight request was answered.
+        drain_thread = std::thread([&] {
+            server->wait();
+            asio::co_spawn(control, [&]() -> asio::awaitable<void> {
+                co_await controller->shutdown();
+                control.stop();
+            }, asio::detached);
+        });
     });
     std::function<void()> wait_hup = [&] {
         hup.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
             try {
                 Config fresh = load_config(config_path);
-                auto fresh_table = build_route_table(fresh, fresh.weights);
-                server->publish(fresh_table);
+                controller->reload(fresh);
                 std::string summary;
-                for (const auto& s : fresh_table.slots)
+                for (const auto& s : server->route_table().slots)
                     summary += (summary.empty() ? "" : ", ") + s.name + "=" + std::to_string(s.weight);
                 spdlog::info("SIGHUP: reloaded {}; weights {}", config_path, summary);
+                config = fresh;
             } catch (const std::exception& e) {
                 spdlog::error("SIGHUP: keeping the running config: {}", e.what());
             }
@@ -85,10 +135,8 @@ int run_daemon(const std::string& config_path) {
         });
     };
     wait_usr1();
-    std::thread control_thread([&] { control.run(); });
-    server->wait();
-    control.stop();
-    control_thread.join();
+    control.run();
+    if (drain_thread.joinable()) drain_thread.join();
     spdlog::info("stopped");
     return 0;
 }

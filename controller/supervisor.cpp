@@ -514,6 +514,11 @@ Environment build_environment(const Slot& slot, const fs::path& release_dir) {
         if (eq != std::string_view::npos && eq > 0)
             env.vars[std::string(text.substr(0, eq))] = std::string(text.substr(eq + 1));
     }
+    // The daemon's own systemd plumbing is not the app's: a NOTIFY_SOCKET or
+    // LISTEN_FDS left in place would let the app talk to our unit or grab fds.
+    for (const char* name : {"NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                             "WATCHDOG_PID"})
+        env.vars.erase(name);
     if (!slot.app.env_file.empty()) {
         const fs::path file =
             fs::path(slot.app.env_file).is_absolute() ? fs::path(slot.app.env_file) : release_dir / slot.app.env_file;
@@ -851,12 +856,12 @@ void kill_and_reap_now(const std::shared_ptr<ChildProcess>& child) {
 // Supervisor
 
 Supervisor::Supervisor(asio::io_context& io, const Config& config, ChangeHandler on_change)
-    : io_(io), root_(config.root) {
+    : io_(io), root_(config.root), on_change_(std::move(on_change)) {
     // Orphans of our apps get reparented to us (not to a PID 1 that may never
     // reap them), so that a stopped slot really leaves no process behind.
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
     for (const SlotConfig& slot : config.slots)
-        slots_.emplace(slot.name, std::make_shared<Slot>(io_, slot, config.app, config.root, on_change));
+        slots_.emplace(slot.name, std::make_shared<Slot>(io_, slot, config.app, config.root, on_change_));
 }
 
 Supervisor::~Supervisor() {
@@ -878,9 +883,8 @@ void Supervisor::reconfigure(const Config& config) {
     for (const SlotConfig& slot_config : config.slots) {
         auto slot = find(slot_config.name);
         if (!slot) {
-            slots_.emplace(slot_config.name, std::make_shared<Slot>(io_, slot_config, config.app, config.root,
-                                                                      slots_.empty() ? ChangeHandler{}
-                                                                                     : slots_.begin()->second->on_change));
+            slots_.emplace(slot_config.name,
+                           std::make_shared<Slot>(io_, slot_config, config.app, config.root, on_change_));
             continue;
         }
         slot->app = config.app;
@@ -1002,9 +1006,13 @@ asio::awaitable<void> Supervisor::stop_slot(std::string name) {
 
 asio::awaitable<void> Supervisor::stop_all() {
     // Signal every app first so they shut down in parallel, then wait for each.
-    for (auto& [name, slot] : slots_)
+    // The generation bump first: their exits must not read as crashes.
+    for (auto& [name, slot] : slots_) {
+        ++slot->generation;
+        slot->waker.wake_all();
         if (slot->child && !slot->child->exited)
             ::kill(-slot->child->pid, SIGTERM);
+    }
     for (auto& [name, slot] : slots_)
         co_await stop_slot(name);
 }

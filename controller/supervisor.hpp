@@ -132,6 +132,7 @@ private:
 
     boost::asio::io_context& io_;
     std::string root_;
+    ChangeHandler on_change_;
     std::map<std::string, std::shared_ptr<Slot>> slots_;
 };
 

@@ -191,6 +191,22 @@ const char* parse_field_line(std::string_view line, HeaderField& out) noexcept {
     return nullptr;
 }
 
+// CGI-style servers (Rack, WSGI, PHP) turn "Content_Length" and "Content-Length"
+// into the same variable. An underscore twin of a field the proxy frames or sets
+// would let a client smuggle a body length past us or forge X-Forwarded-For, so
+// such names are refused (only called for names that contain '_').
+bool twins_a_proxy_field(std::string_view name) noexcept {
+    static constexpr std::string_view controlled[] = {"content-length",  "transfer-encoding", "x-forwarded-for",
+                                                      "x-forwarded-proto", "x-forwarded-host", "x-request-id"};
+    for (const auto literal : controlled) {
+        if (literal.size() != name.size()) continue;
+        std::size_t i = 0;
+        while (i < name.size() && (name[i] == '_' ? '-' : to_lower(name[i])) == literal[i]) ++i;
+        if (i == name.size()) return true;
+    }
+    return false;
+}
+
 // Content-Length = 1*DIGIT, at most 2^63-1.
 bool parse_content_length(std::string_view v, std::uint64_t& out) noexcept {
     if (v.empty()) return false;
@@ -457,6 +473,8 @@ ParseResult parse_request_head(std::string_view buffered, const ProxyLimits& lim
 
         const auto name = field.name;
         const auto value = field.value;
+        if (std::memchr(name.data(), '_', name.size()) != nullptr && twins_a_proxy_field(name))
+            return failure(400, "header name with '_' twins a framing or forwarding field");
         switch (name.size()) {
         case 4:
             if (token_is(name, "host")) {

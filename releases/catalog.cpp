@@ -2,6 +2,7 @@
 
 #include "releases/fs_util.hpp"
 #include "releases/layout.hpp"
+#include "releases/release_meta.hpp"
 #include "releases/symlinks.hpp"
 
 #include <fmt/format.h>
@@ -60,7 +61,12 @@ std::vector<ReleaseInfo> list_releases(const fs::path& root, bool with_sizes) {
         if (::lstat(it->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
             continue;
         info.path = it->path();
-        info.created = mtime_of(st);
+        if (auto meta = read_release_meta(root, info.id)) {
+            info.created = meta->created;
+            info.source = meta->source;
+        } else {
+            info.created = mtime_of(st);
+        }
         if (with_sizes)
             info.size_bytes = tree_size(info.path);
         for (const auto& [slot, id] : bindings)
@@ -104,6 +110,7 @@ RetentionResult retention(const fs::path& root, unsigned keep) {
         if (auto status = remove_tree(trash); !status)
             result.errors.push_back(status.error);
         (void)clear_bad(root, id);
+        remove_release_meta(root, id);
     }
     (void)fsync_directory(paths.releases_dir());
     // Trash left by an interrupted earlier run.

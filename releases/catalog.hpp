@@ -19,7 +19,8 @@ namespace fs = std::filesystem;
 struct ReleaseInfo {
     std::string id;
     fs::path path;
-    Clock::time_point created{}; // mtime of releases/<id>, set by create_release
+    Clock::time_point created{}; // from .releasectl/releases/<id>.json, else the directory's mtime
+    std::string source;          // what it was created from, when known
     std::uint64_t size_bytes = 0;
     std::vector<std::string> slots; // slots whose link names this release
     bool is_current = false;
@@ -45,7 +46,7 @@ struct RetentionResult {
 
 // Applies select_for_removal. Each release is first renamed to
 // releases/.trash-<id>-<random> (atomic: it is gone from the store at once),
-// then deleted; its bad mark goes with it. Leftover .trash-* directories from
+// then deleted; its bad mark and metadata go with it. Leftover .trash-* directories from
 // an interrupted run are deleted too.
 RetentionResult retention(const fs::path& root, unsigned keep);
 

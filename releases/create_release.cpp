@@ -3,6 +3,7 @@
 #include "releases/copy_tree.hpp"
 #include "releases/fs_util.hpp"
 #include "releases/layout.hpp"
+#include "releases/release_meta.hpp"
 #include "releases/shared_links.hpp"
 #include "releases/unpack_archive.hpp"
 
@@ -99,7 +100,7 @@ Result<CreatedRelease> create_release(const fs::path& root, const fs::path& sour
     }
     if (auto status = link_shared(root, build.path(), options.shared); !status)
         return R::failure(status);
-    set_mtime(build.path(), options.now); // list_releases reports this as the creation time
+    set_mtime(build.path(), options.now); // the creation time when the metadata file is missing
     sync_filesystem_of(build.path());
 
     if (auto status = rename_no_replace(build.path(), final_dir); !status) {
@@ -110,6 +111,12 @@ Result<CreatedRelease> create_release(const fs::path& root, const fs::path& sour
     build.commit();
     if (auto status = fsync_directory(paths.releases_dir()); !status)
         return R::failure(status);
+    std::error_code ec;
+    const fs::path absolute_source = fs::absolute(source, ec);
+    // After the rename, so that a losing racer for the same id cannot overwrite it.
+    if (auto status = write_release_meta(root, {id, options.now, ec ? source.string() : absolute_source.string()});
+        !status)
+        return R::failure(fmt::format("release {} was created but its metadata was not: {}", id, status.error));
     return R::success(CreatedRelease{id, final_dir});
 }
 

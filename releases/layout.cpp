@@ -10,6 +10,10 @@ fs::path StorePaths::bad_mark_file(std::string_view id) const {
     return bad_dir() / (std::string(id) + ".json");
 }
 
+fs::path StorePaths::meta_file(std::string_view id) const {
+    return meta_dir() / (std::string(id) + ".json");
+}
+
 Status ensure_layout(const fs::path& root) {
     StorePaths paths(root);
     for (const fs::path& dir : {paths.root, paths.releases_dir(), paths.shared_dir(), paths.slots_dir(),

@@ -1,6 +1,6 @@
 #pragma once
 // Where things live under a release store root (see DESIGN.md, "Release store"):
-//   releases/<id>/  shared/  slots/<slot>  current  previous  .releasectl/{logs,bad}/
+//   releases/<id>/  shared/  slots/<slot>  current  previous  .releasectl/{logs,bad,releases}/
 #include "releases/result.hpp"
 
 #include <filesystem>
@@ -26,6 +26,8 @@ struct StorePaths {
     fs::path logs_dir() const { return state_dir() / "logs"; }
     fs::path bad_dir() const { return state_dir() / "bad"; }
     fs::path bad_mark_file(std::string_view id) const;
+    fs::path meta_dir() const { return state_dir() / "releases"; }
+    fs::path meta_file(std::string_view id) const;
 };
 
 // Creates releases/, shared/, slots/, .releasectl/, .releasectl/logs/ (and the

@@ -39,27 +39,31 @@ class App:
                     "EXTRA_LATENCY_MS"):
             full_env.pop(key, None)
         full_env.update(env or {})
+        # stderr goes to a file: a chatty child can never block on a full pipe.
+        self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen([APP, *args], cwd=cwd, env=full_env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.line = self._read_listening_line()
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        self.line = self._wait_listening_line()
         m = re.match(r"listening on (\S+)", self.line)
         assert m, self.line
         self.address = m.group(1)
 
-    def _read_listening_line(self):
-        result = {}
+    def stderr_text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
-        def reader():
-            result["line"] = self.proc.stderr.readline().decode(errors="replace")
-
-        t = threading.Thread(target=reader, daemon=True)
-        t.start()
-        t.join(TIMEOUT)
-        line = result.get("line", "")
-        if not line.startswith("listening on"):
-            self.kill()
-            raise AssertionError(f"demo app did not start: {line!r}")
-        return line
+    def _wait_listening_line(self):
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            text = self.stderr_text()
+            if text.startswith("listening on") and "\n" in text:
+                return text.split("\n", 1)[0]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        text = self.stderr_text()
+        self.kill()
+        raise AssertionError(f"demo app did not start: {text!r}")
 
     def connect(self):
         if self.address.startswith("unix:"):
@@ -85,8 +89,6 @@ class App:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
 
 
 class Conn:
@@ -495,6 +497,11 @@ def main():
         if code != 0:
             failed += 1
             print(f"FAIL exit code after SIGTERM: {code}")
+        if "runtime error" in app.stderr_text() or "Sanitizer" in app.stderr_text():
+            failed += 1
+            print("FAIL sanitizer report")
+        if failed:
+            print("demo app stderr:\n" + app.stderr_text())
     finally:
         app.kill()
     return 1 if failed else 0

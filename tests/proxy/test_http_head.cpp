@@ -550,7 +550,20 @@ TEST_CASE("request: a smuggling attempt never parses as one clean request") {
     CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n") == 400);
     CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n") == 400);
     CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \x0b" "chunked\r\n\r\n") == 400);
-    CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nContent-Length: 4\r\n\r\n") == 0);
+    // CGI-style backends read Transfer_Encoding as Transfer-Encoding: refused (see below)
+    CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: chunked\r\nContent-Length: 4\r\n\r\n") == 400);
+}
+
+TEST_CASE("request: underscore twins of framing and forwarding fields are 400, other underscores are fine") {
+    CHECK(request_error(with_header("Content_Length: 5")) == 400);
+    CHECK(request_error(with_header("transfer_encoding: chunked")) == 400);
+    CHECK(request_error(with_header("Transfer-Encoding_: chunked")) == 0); // another name: forwarded as is
+    CHECK(request_error(with_header("X_Forwarded_For: 1.2.3.4")) == 400);
+    CHECK(request_error(with_header("X-Forwarded_Proto: https")) == 400);
+    CHECK(request_error(with_header("x_forwarded_host: evil")) == 400);
+    CHECK(request_error(with_header("X_Request_ID: abc")) == 400);
+    CHECK(request_error(with_header("X_Custom_Thing: 1")) == 0);
+    CHECK(request_error(with_header("X-Forwarded-For: 1.2.3.4")) == 0);
 }
 
 // ------------------------------------------------------------------ responses

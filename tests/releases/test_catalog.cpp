@@ -104,6 +104,17 @@ TEST_CASE("list_releases reports creation time, size, bindings and marks, oldest
     CHECK_FALSE(releases[0].bad);
 }
 
+TEST_CASE("a release's age comes from the store's metadata, not from its directory's mtime") {
+    Store store(3);
+    write_text(store.root / "releases/r1/tmp/app.pid", "123"); // an app writing where it should not
+    auto releases = list_releases(store.root);
+    REQUIRE(releases.size() == 3);
+    CHECK(releases[0].id == "r1");
+    CHECK(releases[0].created == kStart + std::chrono::minutes(1));
+    CHECK(releases[0].source == (store.tmp / "src1").string());
+    CHECK(fs::exists(store.root / ".releasectl/releases/r1.json"));
+}
+
 TEST_CASE("select_for_removal keeps the newest N and anything a pointer names") {
     std::vector<ReleaseInfo> r{info("a"), info("b", false, true), info("c"), info("d", false, false, {"green"}),
                                info("e"), info("f", true), info("g")};
@@ -128,6 +139,8 @@ TEST_CASE("retention removes the oldest unprotected releases and their marks") {
     CHECK(names_in(store.root / "releases") == std::vector<std::string>{"r1", "r2", "r3", "r6", "r7"});
     CHECK_FALSE(is_bad(store.root, "r4"));
     CHECK_FALSE(fs::exists(store.root / ".releasectl/bad/r4.json"));
+    CHECK_FALSE(fs::exists(store.root / ".releasectl/releases/r4.json"));
+    CHECK(fs::exists(store.root / ".releasectl/releases/r6.json"));
 
     // Idempotent, and interrupted trash from an earlier run is cleaned up.
     fs::create_directories(store.root / "releases/.trash-r0-12345678/deep");

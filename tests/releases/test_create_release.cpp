@@ -182,7 +182,7 @@ TEST_CASE("hostile archives are refused with a sentence, and nothing is left beh
     }
     SUBCASE("write through a symlink planted by an earlier entry") {
         // The link itself stays inside; the later entry would follow it elsewhere.
-        write_tar_gz(archive, {{"sub/", Type::directory}, {"link", Type::symlink, "sub"}, {"link/x", Type::file, "x"}});
+        write_tar_gz(archive, {{"sub/", Type::directory, ""}, {"link", Type::symlink, "sub"}, {"link/x", Type::file, "x"}});
         expected = "link";
     }
     SUBCASE("chain of links that escapes only when followed") {
@@ -202,11 +202,11 @@ TEST_CASE("hostile archives are refused with a sentence, and nothing is left beh
         expected = "hard link";
     }
     SUBCASE("device file") {
-        write_tar_gz(archive, {{"null", Type::char_device}});
+        write_tar_gz(archive, {{"null", Type::char_device, ""}});
         expected = "character device";
     }
     SUBCASE("fifo") {
-        write_tar_gz(archive, {{"pipe", Type::fifo}});
+        write_tar_gz(archive, {{"pipe", Type::fifo, ""}});
         expected = "FIFO";
     }
     SUBCASE("empty archive") {
