@@ -156,7 +156,14 @@ Transition Controller::apply(const Event& event) {
         bool rollout_changed = !state_.rollout || !t.state.rollout || state_.rollout->release != t.state.rollout->release ||
                                state_.rollout->step != t.state.rollout->step;
         state_ = t.state;
-        if (rollout_changed) reset_windows();
+        if (rollout_changed) {
+            // A new step is judged on its own traffic only, and its checks are
+            // aligned to its start: the first check comes one full
+            // check_interval after the weights changed.
+            reset_windows();
+            realign_ticks_ = true;
+            tick_timer_.cancel();
+        }
         for (const auto& action : t.actions) perform(action);
     } else if (t.result == Transition::Result::ignored) {
         spdlog::debug("{} ignored: {}", event_name(event), t.message);
@@ -303,7 +310,12 @@ asio::awaitable<void> Controller::tick_loop() {
     while (*alive && !stopping_) {
         tick_timer_.expires_after(config_.rollout.check_interval);
         auto [ec] = co_await tick_timer_.async_wait(nothrow_awaitable);
-        if (ec || !*alive || stopping_) break;
+        if (!*alive || stopping_) break;
+        if (ec == asio::error::operation_aborted && realign_ticks_) {
+            realign_ticks_ = false;
+            continue;
+        }
+        if (ec) break;
         auto verdict = judge_window();
         if (verdict) {
             last_verdict_ = verdict;

@@ -76,6 +76,7 @@ private:
     RolloutState state_;
     boost::asio::steady_timer tick_timer_;
     bool stopping_ = false;
+    bool realign_ticks_ = false;
     // Analysis windows: counters at the previous tick, per slot name.
     std::map<std::string, proxy::SlotStats> last_snapshot_;
     std::optional<Verdict> last_verdict_;

@@ -76,13 +76,13 @@ std::string render_readiness(const ReadinessReport& report);
 // bucket's relative width, whatever the distribution. To promise "p95 within
 // 10 % between 0.05 s and 5 s" we therefore expose EVERY internal boundary from
 // just below 50 ms to just above 5 s (worst case 9.05 %), and thin them out
-// outside that band (every 2nd bucket = 19 % apart from 1 ms to 45 ms and from
-// 5 s to ~96 s; every 8th below 1 ms). Within the band Prometheus then computes
+// outside that band (every 2nd = 19 % apart from 0.95 ms to 43 ms, every 4th
+// = 41 % apart from 5.5 s to 88 s, every 8th below 1 ms; beyond 88 s: +Inf). Within the band Prometheus then computes
 // the same p95 as the controller's own analysis, from the same counts.
 //
 // Exposed boundaries are internal boundaries, so the cumulative counts are
 // exact: since observations are whole microseconds, `le` is the largest whole
-// microsecond that falls into the internal bucket (e.g. 0.048329 s), which
+// microsecond that falls into the internal bucket (e.g. 0.04695 s), which
 // reads better than the irrational bound and selects exactly the same requests.
 struct ExposedBucket {
     std::size_t internal_index; // last internal bucket folded into this one

@@ -13,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -144,15 +145,16 @@ struct MetricsServer::Impl {
         if (head) response.body().clear(); // Content-Length stays that of the GET
         return response;
     }
+
+    static asio::awaitable<void> serve_connection(std::shared_ptr<Impl> impl, tcp::socket socket);
+    static asio::awaitable<void> accept_loop(std::shared_ptr<Impl> impl);
 };
 
-namespace {
-
-asio::awaitable<void> serve_connection(std::shared_ptr<MetricsServer::Impl> impl, tcp::socket socket) {
+asio::awaitable<void> MetricsServer::Impl::serve_connection(std::shared_ptr<Impl> impl, tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     impl->open_streams.insert(&stream);
     struct Forget {
-        MetricsServer::Impl& impl;
+        Impl& impl;
         beast::tcp_stream* stream;
         ~Forget() {
             impl.open_streams.erase(stream);
@@ -185,7 +187,7 @@ asio::awaitable<void> serve_connection(std::shared_ptr<MetricsServer::Impl> impl
     stream.socket().close(ignored);
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<MetricsServer::Impl> impl) {
+asio::awaitable<void> MetricsServer::Impl::accept_loop(std::shared_ptr<Impl> impl) {
     for (;;) {
         auto [ec, socket] = co_await impl->acceptor.async_accept(nothrow_awaitable);
         if (impl->stopped || !impl->acceptor.is_open()) co_return;
@@ -206,8 +208,6 @@ asio::awaitable<void> accept_loop(std::shared_ptr<MetricsServer::Impl> impl) {
         asio::co_spawn(impl->io, serve_connection(impl, std::move(socket)), asio::detached);
     }
 }
-
-} // namespace
 
 MetricsServer::MetricsServer(asio::io_context& io, const std::string& listen, std::string token,
                              std::function<std::string()> render, std::function<ReadinessReport()> ready)
@@ -235,7 +235,7 @@ MetricsServer::~MetricsServer() { stop(); }
 void MetricsServer::start() {
     if (impl_->started || impl_->stopped) return;
     impl_->started = true;
-    asio::co_spawn(impl_->io, accept_loop(impl_), asio::detached);
+    asio::co_spawn(impl_->io, Impl::accept_loop(impl_), asio::detached);
 }
 
 void MetricsServer::stop() {

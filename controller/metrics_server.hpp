@@ -30,6 +30,7 @@ public:
     MetricsServer(const MetricsServer&) = delete;
     MetricsServer& operator=(const MetricsServer&) = delete;
 
+    // start() and stop() run on the io_context's thread (or before it runs).
     void start();                // begin accepting (call once)
     void stop();                 // close the listener and every open connection
     std::uint16_t port() const;  // the bound port (useful with port 0)

@@ -329,7 +329,11 @@ asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
     upstream_timed_out_ = false;
     client_timed_out_ = false;
     continue_sent_ = false;
+    client_aborted_ = false;
     new_bucket_.reset();
+    // The head is in: no client I/O is pending until the body (which arms its
+    // own deadline) or the response (writes arm client_write).
+    client_deadline = Clock::time_point::max();
     bytes_in_ = head_bytes;
     bytes_out_ = 0;
     upstream_micros_ = 0;
@@ -564,6 +568,7 @@ asio::awaitable<ClientSession::Failure> ClientSession::attempt(UpstreamPool& poo
         auto [sent, received] = co_await (send_request_body() && receive_while_sending());
         failure = received;
         if (request_error_status_ != 0) failure = Failure::request_invalid;
+        else if (client_aborted_) failure = Failure::client_gone; // not the app's fault
         else if (sent == Failure::client_gone && failure == Failure::none) failure = Failure::client_gone;
     }
     upstream_micros_ = static_cast<std::uint64_t>(
@@ -634,12 +639,14 @@ asio::awaitable<ClientSession::Failure> ClientSession::send_request_body() {
         in_.consume(consume);
         if (done) {
             body_consumed_ = true;
+            arm_upstream(settings.timeouts.upstream_response);
             co_return Failure::none;
         }
         if (worker_.now() >= body_deadline) co_return refuse(408, "request body took too long");
         client_deadline = body_deadline;
         if (!(co_await read_client())) {
             if (client_timed_out_ && response_started_ == false) co_return refuse(408, "request body took too long");
+            client_aborted_ = true;
             close_upstream(); // a half body must not look complete upstream
             co_return Failure::client_gone;
         }
@@ -653,7 +660,8 @@ asio::awaitable<ClientSession::Failure> ClientSession::receive_while_sending() {
     Failure failure = co_await receive_response(false);
     if (request_error_status_ != 0) {
         co_await respond_error(request_error_status_, request_error_reason_, true);
-    } else if (failure != Failure::none && failure != Failure::client_gone && !body_consumed_ && !response_started_) {
+    } else if (failure != Failure::none && failure != Failure::client_gone && !client_aborted_ && !body_consumed_ &&
+               !response_started_) {
         co_await respond_error(failure_status(failure), failure_reason(failure), true);
     }
     if (!body_consumed_) {
@@ -674,7 +682,10 @@ asio::awaitable<ClientSession::Failure> ClientSession::receive_response(bool ret
     ParseResult parsed;
     bool any_response_byte = false;
     for (;;) {
-        arm_upstream(settings.timeouts.upstream_response);
+        // The response timeout runs from the end of the request: a slow
+        // client body is the client's deadline, not the app's.
+        if (body_consumed_) arm_upstream(settings.timeouts.upstream_response);
+        else upstream_deadline = Clock::time_point::max();
         for (;;) {
             if (!up.in.empty()) {
                 parsed = parse_response_head(up.in.view(), settings.limits.max_response_header_bytes, head_.method, response_);
@@ -750,6 +761,7 @@ asio::awaitable<ClientSession::Failure> ClientSession::receive_response(bool ret
             for (;;) {
                 auto step = decoder.next(input.substr(consume));
                 if (step.error) {
+                    if (!head_written) co_return Failure::bad_response; // nothing sent yet: a clean 502
                     // Already streaming: cut the client off so it sees a truncated message.
                     count_upstream_error(UpstreamErrorKind::bad_response);
                     close_client();

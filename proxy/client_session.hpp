@@ -91,6 +91,7 @@ private:
     bool client_timed_out_ = false;
     bool upstream_timed_out_ = false;
     bool continue_sent_ = false;
+    bool client_aborted_ = false; // client vanished mid-body: its fault, not the app's
 };
 
 } // namespace releasectl::proxy

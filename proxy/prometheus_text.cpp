@@ -11,9 +11,14 @@ std::string format_value(double value) {
     if (std::isnan(value)) return "NaN";
     if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
     // to_chars is locale-independent and gives the shortest text that parses
-    // back to the same double ("0.25", "1e+21", "1700000000.5").
-    char buffer[64];
-    auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+    // back to the same double. Plain decimals in the everyday range ("0.0001"
+    // rather than "1e-04": `le` values are matched as strings in PromQL, so
+    // they should look like everyone else's), exponents only at the extremes.
+    char buffer[400];
+    const double magnitude = std::fabs(value);
+    const bool plain = magnitude == 0 || (magnitude >= 1e-6 && magnitude < 1e15);
+    auto [end, ec] = plain ? std::to_chars(buffer, buffer + sizeof buffer, value, std::chars_format::fixed)
+                           : std::to_chars(buffer, buffer + sizeof buffer, value);
     if (ec != std::errc{}) return "NaN";
     return std::string(buffer, end);
 }

@@ -53,14 +53,13 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(Clock::time_point now) {
         idle_.pop_back();
         if (!connection->socket.is_open()) continue;
         if (now - connection->idle_since >= idle_timeout_) continue;
-        // A connection idle for a while may have been closed by the app (its
-        // keep-alive timeout, or a restart). A non-blocking peek catches the
-        // FIN/RST before we commit a request to it.
-        if (now - connection->idle_since > std::chrono::milliseconds(500)) {
-            char byte;
-            ssize_t n = ::recv(connection->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) || n > 0) continue;
-        }
+        // An idle connection must be silent: a FIN/RST means the app closed it
+        // (keep-alive timeout, restart), and any byte is an unsolicited
+        // response that would be mistaken for the answer to our next request
+        // (response-queue poisoning). One non-blocking peek catches both.
+        char byte;
+        ssize_t n = ::recv(connection->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) continue;
         connection->reused = true;
         return connection;
     }

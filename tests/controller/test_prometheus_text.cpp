@@ -22,10 +22,14 @@ TEST_CASE("numbers are spelled the way Prometheus parses them") {
     CHECK(format_value(0.0) == "0");
     CHECK(format_value(1.0) == "1");
     CHECK(format_value(0.25) == "0.25");
-    CHECK(format_value(0.048329) == "0.048329");
+    CHECK(format_value(0.04695) == "0.04695");
     CHECK(format_value(-3.5) == "-3.5");
     CHECK(format_value(1700000000.5) == "1700000000.5");
     CHECK(format_value(1e21) == "1e+21");
+    CHECK(format_value(0.0001) == "0.0001");
+    CHECK(format_value(0.000001) == "0.000001");
+    CHECK(format_value(1e-7) == "1e-07");
+    CHECK(format_value(123456789012345.0) == "123456789012345");
     CHECK(format_value(std::numeric_limits<double>::infinity()) == "+Inf");
     CHECK(format_value(-std::numeric_limits<double>::infinity()) == "-Inf");
     CHECK(format_value(std::numeric_limits<double>::quiet_NaN()) == "NaN");

@@ -254,3 +254,229 @@ class Checks:
 def expect(condition, message):
     if not condition:
         raise AssertionError(message)
+
+
+# --------------------------------------------------------------------------
+# Rollout helpers: a daemon that supervises demo-app releases, the CLI, a
+# keep-alive load generator that remembers every answer.
+
+def port_closed(port, timeout=10.0):
+    """True once nothing accepts on 127.0.0.1:port (within timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def pid_gone(pid, timeout=10.0):
+    """True once `pid` no longer runs (gone or a zombie of someone else)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state in ("Z", "X"):
+                return True
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def write_demo_release(directory, error_rate=0.0, extra_latency_ms=0):
+    """A release source for releasectl-demo-app: a directory with demo-app.env."""
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "demo-app.env"), "w") as f:
+        f.write(f"ERROR_RATE={error_rate}\nEXTRA_LATENCY_MS={extra_latency_ms}\n")
+    return directory
+
+
+class RolloutDaemon(Daemon):
+    """A `releasectl serve` whose slots run releasectl-demo-app ([app] command),
+    with a [rollout] policy and an admin socket in its temp dir."""
+
+    def __init__(self, rollout, app=None, proxy_extra=None, workers=1, extra=""):
+        self.blue_port = free_port()
+        self.green_port = free_port()
+        self.rollout = dict(rollout)
+        self.app = {"health_path": '"/up"', "health_interval": '"100ms"', "healthy_threshold": 1,
+                    "stop_timeout": '"3s"', "start_timeout": '"20s"'}
+        self.app.update(app or {})
+        self.proxy_extra = {"drain_timeout": '"5s"'}
+        self.proxy_extra.update(proxy_extra or {})
+        super().__init__({"blue": f"127.0.0.1:{self.blue_port}", "green": f"127.0.0.1:{self.green_port}"},
+                         {"blue": 100, "green": 0}, extra=extra, workers=workers)
+        self.socket_path = os.path.join(self.dir, "admin.sock")
+        self.write_config()
+
+    def config_text(self):
+        def table(name, values):
+            return [f"[{name}]"] + [f"{k} = {v}" for k, v in values.items()]
+        lines = [f'root = "{self.root}"']
+        lines += table("proxy", {"listen": f'["127.0.0.1:{self.port}"]', "workers": self.workers, **self.proxy_extra})
+        lines += ["[routing]", f"sticky = {'true' if self.sticky else 'false'}"]
+        lines += ["[log]", "access_log = false"]
+        lines += ["[metrics]", 'listen = ""']
+        lines += ["[admin]", f'socket = "{os.path.join(self.dir, "admin.sock")}"']
+        for name, upstream in self.slots.items():
+            lines += [f"[slots.{name}]", f'upstream = "{upstream}"']
+        lines += ["[weights]"] + [f"{k} = {v}" for k, v in self.weights.items()]
+        app = {"command": f'"{os.path.abspath(DEMO_APP)} --listen 127.0.0.1:${{PORT}} --threads 1"', **self.app}
+        lines += table("app", app)
+        lines += table("rollout", self.rollout)
+        return "\n".join(lines) + "\n" + self.extra + "\n"
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = spawn([RELEASECTL, "serve", "--config", self.config_path], stdout=self.log, stderr=self.log)
+        wait_for_port(self.port, proc=self.proc)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not os.path.exists(self.socket_path):
+            time.sleep(0.02)
+        return self
+
+    def kill9(self):
+        """SIGKILL, reaped; returns the exit status (-9)."""
+        code = stop(self.proc, signal.SIGKILL, timeout=10)
+        self.log.close()
+        return code
+
+    def cli(self, *args, timeout=120):
+        """Runs `releasectl ARGS --socket <admin socket>`; returns (code, stdout,
+        stderr, monotonic time at which it returned)."""
+        proc = subprocess.run([RELEASECTL, *args, "--socket", self.socket_path], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        returned = time.monotonic()
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"), returned
+
+    def status(self):
+        import json
+        code, out, err, _ = self.cli("status", "--json", timeout=20)
+        if code != 0:
+            raise RuntimeError(f"releasectl status --json exited {code}: {err.strip()}")
+        return json.loads(out)
+
+    def wait_status(self, predicate, timeout=30.0, what="condition"):
+        """Polls `status --json` until predicate(state) holds; returns the state."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.status()
+            if predicate(state):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status: {state}")
+
+
+class Answer:
+    __slots__ = ("started", "finished", "status", "release")
+
+    def __init__(self, started, finished, status, release):
+        self.started, self.finished, self.status, self.release = started, finished, status, release
+
+    def __repr__(self):
+        return f"Answer({self.status}, {self.release!r}, started={self.started:.3f})"
+
+
+class KeepAliveLoad:
+    """`threads` threads doing keep-alive GETs through the proxy, each at most
+    `per_thread_rps` a second. Every answer is kept: monotonic start and end of
+    the request, status (0 = connection error / timeout) and X-Release."""
+
+    def __init__(self, port, threads=4, per_thread_rps=100, path="/", timeout=15.0):
+        import threading
+        self.port = port
+        self.path = path
+        self.timeout = timeout
+        self.gap = 1.0 / per_thread_rps if per_thread_rps else 0.0
+        self.answers = []
+        self._lock = threading.Lock()
+        self._running = True
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self):
+        self._running = False
+        for t in self._threads:
+            t.join(timeout=self.timeout + 5)
+        return self.snapshot()
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.answers)
+
+    def _record(self, started, status, release):
+        answer = Answer(started, time.monotonic(), status, release)
+        with self._lock:
+            self.answers.append(answer)
+
+    def _connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def _exchange(self, s, request):
+        """One request on a kept-alive connection: (status, release, keep)."""
+        s.sendall(request)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before a response head")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        if "content-length" in headers:
+            need = int(headers["content-length"])
+            while len(rest) < need:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed inside a body")
+                rest += chunk
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            while not rest.endswith(b"0\r\n\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed inside a chunked body")
+                rest += chunk
+        keep = headers.get("connection", "").lower() != "close"
+        return status, headers.get("x-release", ""), keep
+
+    def _run(self):
+        request = f"GET {self.path} HTTP/1.1\r\nHost: load\r\nUser-Agent: rollout-test\r\n\r\n".encode()
+        s = None
+        next_at = time.monotonic()
+        while self._running:
+            if self.gap:
+                next_at = max(next_at + self.gap, time.monotonic() - 1.0)
+                pause = next_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            started = time.monotonic()
+            try:
+                if s is None:
+                    s = self._connect()
+                status, release, keep = self._exchange(s, request)
+                self._record(started, status, release)
+                if not keep:
+                    s.close()
+                    s = None
+            except (OSError, ValueError, IndexError):
+                self._record(started, 0, "")
+                if s is not None:
+                    s.close()
+                s = None
+                time.sleep(0.005)  # a dead proxy: don't spin
+        if s is not None:
+            s.close()

@@ -40,8 +40,8 @@ MAX_HEADER_COUNT = 16
 MAX_BODY = 1024
 MAX_RESPONSE_HEADER = 2048
 HEAD_TIMEOUT_S = 1.0
-BODY_TIMEOUT_S = 2.0
-UPSTREAM_RESPONSE_TIMEOUT_S = 1.5
+UPSTREAM_RESPONSE_TIMEOUT_S = 2.0
+BODY_TIMEOUT_S = 3.0  # above the upstream response timeout: a stalled body must not look like a slow upstream
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 PROBE_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nprobe-ok"
@@ -141,7 +141,8 @@ class BackendConnection:
 class RecordingBackend:
     """Threaded raw TCP server. Records every byte; answers each complete request with
     the actions the current responder returns. Actions: bytes (sent), ("sleep", s),
-    "close" (FIN), "reset" (RST), "hang" (never answer; read until the proxy closes)."""
+    ("wait", threading.Event), ("set", threading.Event), "close" (FIN), "reset" (RST),
+    "hang" (never answer; read until the proxy closes)."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -236,6 +237,10 @@ class RecordingBackend:
                     conn.sock.sendall(action)
                 elif isinstance(action, tuple) and action[0] == "sleep":
                     time.sleep(action[1])
+                elif isinstance(action, tuple) and action[0] == "wait":
+                    action[1].wait(IO_TIMEOUT)
+                elif isinstance(action, tuple) and action[0] == "set":
+                    action[1].set()
                 elif action == "close":
                     conn.sock.shutdown(socket.SHUT_WR)
                     while self._recv(conn):  # until the proxy closes its side
@@ -503,11 +508,20 @@ class AdversarialDaemon(Daemon):
 class Suite:
     def __init__(self):
         self.backend = RecordingBackend()
-        refused_port = free_port()  # nothing listens there: connection refused
+        self.refused_port = free_port()  # nothing listens there: connection refused
+        self.start_daemon()
+
+    def start_daemon(self):
         self.daemon = AdversarialDaemon(
-            slots={"blue": f"127.0.0.1:{self.backend.port}", "green": f"127.0.0.1:{refused_port}"},
+            slots={"blue": f"127.0.0.1:{self.backend.port}", "green": f"127.0.0.1:{self.refused_port}"},
             weights={"blue": 100, "green": 0}, workers=1).start()
         self.port = self.daemon.port
+
+    def restart(self):
+        """After a failed case: a fresh daemon, so no pooled upstream connection or
+        other state left by the failure can make later cases fail too."""
+        self.daemon.stop()
+        self.start_daemon()
 
     def client(self):
         return Client(self.port)
@@ -553,9 +567,11 @@ class Suite:
             c.close()
         expect_upstream(self.backend, expected_upstream)
 
-    def upstream_misbehaves(self, actions, status, method="GET", request=None, upstream=None, closed=False):
+    def upstream_misbehaves(self, actions, status, method="GET", request=None, upstream=None, closed=False,
+                            interim_allowed=()):
         """The backend answers with `actions`; the client gets `status` (never the bad
-        response) and, unless `closed`, a usable connection."""
+        response) and, unless `closed`, a usable connection. Interim 1xx responses
+        reach the client only as `interim_allowed` (exactly, or none at all)."""
         self.backend.reset(lambda req: list(actions))
         request = request or f"{method} /bad HTTP/1.1\r\nHost: a.test\r\nX-Request-ID: {RID}\r\n\r\n".encode()
         c = self.client()
@@ -563,7 +579,7 @@ class Suite:
             c.send(request)
             r, interim = c.read_final(method)
             expect(r is not None and r.status == status, f"expected {status}, got {r!r}")
-            expect(not interim, f"interim responses forwarded: {interim}")
+            expect(not interim or interim == list(interim_allowed), f"interim responses forwarded: {interim}")
             if status >= 500:
                 expect(r.values("content-type") == ["text/plain; charset=utf-8"],
                        f"the upstream's response leaked to the client: {r!r}")
@@ -653,6 +669,9 @@ def request_framing_cases(s):
     add("double space in request line", req(["GET  / HTTP/1.1", "Host: a.test"]))
     add("tab in request line", req(["GET\t/ HTTP/1.1", "Host: a.test"]))
     add("invalid method character", req(["G(ET / HTTP/1.1", "Host: a.test"]))
+    add("DEL in target", req(["GET /a\x7fb HTTP/1.1", "Host: a.test"]))
+    add("space in target", req(["GET /a b HTTP/1.1", "Host: a.test"]))
+    add("empty Content-Length", post("Content-Length:", body=b"hello"))
     add("absolute-form with userinfo", req(["GET http://u@a.test/ HTTP/1.1", "Host: a.test"]))
     add("CONNECT", req(["CONNECT a.test:443 HTTP/1.1", "Host: a.test:443"]), 501)
     add("Expect: something-else", post("Expect: 200-ok", "Content-Length: 5", body=b"hello"), 417)
@@ -674,6 +693,11 @@ def request_framing_cases(s):
                                                           body=b"0\r\n\r\n"))
     add("TE smuggle via bare LF before the header", post("X-A: b\nTransfer-Encoding: chunked", "Content-Length: 4",
                                                          body=b"0\r\n\r\n"))
+    # CGI-style servers (Rack, WSGI, PHP) read "_" as "-": underscore twins of framing
+    # and forwarding fields would reach them as a second Content-Length / TE / XFF.
+    add("Transfer_Encoding twin + CL", post("Transfer_Encoding: chunked", "Content-Length: 5", body=b"0\r\n\r\n\r\n"))
+    add("Content_Length twin + CL", post("Content_Length: 0", "Content-Length: 5", body=b"hello"))
+    add("X_Forwarded_For twin (client IP spoofing)", req(["GET / HTTP/1.1", "Host: a.test", "X_Forwarded_For: 10.0.0.1"]))
     add("TE smuggle via header name ending in LF", post("Transfer-Encoding\n: chunked", "Content-Length: 4",
                                                         body=b"0\r\n\r\n"))
     return cases
@@ -744,6 +768,14 @@ def forwarding_cases(s):
         post("Transfer-Encoding: \t chunked \t", body=b"3\r\nabc\r\n0\r\n\r\n"),
         [(up_head("POST", "/p", "a.test", framing="Transfer-Encoding: chunked"), b"abc")]))
 
+    add("TE: Chunked (case-insensitive coding) is normalised", lambda: s.forwarded(
+        post("Transfer-Encoding: Chunked", body=b"3\r\nabc\r\n0\r\n\r\n"),
+        [(up_head("POST", "/p", "a.test", framing="Transfer-Encoding: chunked"), b"abc")]))
+
+    add("CL with leading zeros is normalised", lambda: s.forwarded(
+        post("Content-Length: 0003", body=b"abc"),
+        [(up_head("POST", "/p", "a.test", framing="Content-Length: 3"), b"abc")]))
+
     add("CL with surrounding OWS is normalised", lambda: s.forwarded(
         post("Content-Length:   3  ", body=b"abc"),
         [(up_head("POST", "/p", "a.test", framing="Content-Length: 3"), b"abc")]))
@@ -775,6 +807,10 @@ def forwarding_cases(s):
 
     add("empty lines before the request line are skipped", lambda: s.forwarded(
         b"\r\n\r\n" + get("/after-blank"), [(up_head("GET", "/after-blank", "a.test"), b"")]))
+
+    add("pipelined after Connection: close: the second request is never forwarded", lambda: s.forwarded(
+        req(["GET /one HTTP/1.1", "Host: a.test", "Connection: close", f"X-Request-ID: {RID}"]) + get("/two"),
+        [(up_head("GET", "/one", "a.test"), b"")], closed=True))
 
     add("HTTP/1.0 request: answered, then closed", lambda: s.forwarded(
         req(["GET /ten HTTP/1.0", "Host: a.test", f"X-Request-ID: {RID}"]),
@@ -886,7 +922,45 @@ def timeout_cases(s):
         expect_upstream_partial(s.backend, up_head("POST", "/p", "a.test", framing="Content-Length: 10"), b"hello",
                                 chunked=False)
 
-    return [("slowloris: head trickled past request_head_timeout -> closed", slowloris),
+    def steady_upload():
+        # Body bytes keep coming for longer than upstream_response_timeout (within
+        # request_body_timeout): the upstream cannot answer before the body is done.
+        c = s.client()
+        pieces = 5
+        gap = (UPSTREAM_RESPONSE_TIMEOUT_S + 0.5) / pieces
+        try:
+            c.send(post(f"Content-Length: {pieces}"))
+            for i in range(pieces):
+                time.sleep(gap)
+                c.send(b"abcde"[i:i + 1])
+            r = c.read_response()
+            expect(r is not None and r.status == 200 and r.body == b"ok", f"steady upload got {r!r}")
+            expect_kept(c)
+        finally:
+            c.close()
+        expect_upstream(s.backend, [(up_head("POST", "/p", "a.test", framing=f"Content-Length: {pieces}"), b"abcde"),
+                                    PROBE_UPSTREAM])
+
+    def aborted_body():
+        # The client half-closes after 3 of 5 body bytes. Its fault, not the upstream's:
+        # no 5xx (which would count against the slot and could roll a canary back),
+        # and the half body upstream is never completed.
+        c = s.client()
+        try:
+            c.send(post("Content-Length: 5", body=b"hel"))
+            time.sleep(0.1)  # the head and the first bytes are on their way upstream
+            c.sock.shutdown(socket.SHUT_WR)
+            r = c.read_response()
+            expect(r is None or r.status == 400, f"aborted upload got {r!r}")
+            expect_closed(c)
+        finally:
+            c.close()
+        expect_upstream_partial(s.backend, up_head("POST", "/p", "a.test", framing="Content-Length: 5"), b"hel",
+                                chunked=False)
+
+    return [("steady slow upload beyond upstream_response_timeout -> 200", steady_upload),
+            ("client aborts mid-body: no 5xx, half body never completed upstream", aborted_body),
+            ("slowloris: head trickled past request_head_timeout -> closed", slowloris),
             ("silent connection closed by request_head_timeout", silent),
             ("slow body: request_body_timeout -> closed, half body never completed", slow_body)]
 
@@ -915,13 +989,16 @@ def upstream_cases(s):
     add("upstream: obs-fold -> 502", bad(b"HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 2\r\n\r\nok"))
     add("upstream: response head above max_response_header_size -> 502",
         bad(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * (MAX_RESPONSE_HEADER + 100) + b"\r\nContent-Length: 2\r\n\r\nok"))
+    add("upstream: status 600 -> 502", bad(b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok"))
+    add("upstream: Transfer-Encoding identity + Content-Length -> 502",
+        bad(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok"))
     add("upstream: 101 without an upgrade request -> 502",
         bad(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
 
     add("upstream: unsolicited 100 Continue before the real response is skipped", lambda: s.upstream_misbehaves(
         [b"HTTP/1.1 100 Continue\r\n\r\n", ("sleep", 0.05),
          b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
-        200))
+        200, interim_allowed=(100, 103)))  # dropping them (current design) or relaying both is fine
 
     def no_body_status(status, tail, late):
         def run():
@@ -965,22 +1042,36 @@ def upstream_cases(s):
 
     add("upstream: closed mid-body -> client sees a truncated response and a close", closed_mid_body)
 
-    def bad_chunked_body():
-        s.backend.reset(lambda r: [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"])
+    def bad_chunk_mid_body():
+        forwarded = threading.Event()  # the client has the first chunk: only then the bad one
+        s.backend.reset(lambda r: [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                                   ("wait", forwarded), b"ZZ\r\nmore\r\n0\r\n\r\n"])
         c = s.client()
         try:
             c.send(req(["GET /chunks HTTP/1.1", "Host: a.test", f"X-Request-ID: {RID}"]))
+            deadline = time.monotonic() + IO_TIMEOUT
+            while b"hello\r\n" not in c.buf and c._fill(deadline):
+                pass
+            forwarded.set()
             r = c.read_response()
-            expect(r is not None and r.status == 200 and not r.complete, f"expected a truncated 200, got {r!r}")
-            expect(r.body in (b"", b"hello"), f"body {r.body!r}")
+            expect(r is not None and r.status == 200 and not r.complete and r.body == b"hello",
+                   f"expected a truncated 200, got {r!r}")
+            expect(c.eof, "connection should be closed after a truncated response")
         finally:
             c.close()
         expect_upstream(s.backend, [(up_head("GET", "/chunks", "a.test"), b"")])
 
-    add("upstream: malformed chunk in the response -> truncated, closed", bad_chunked_body)
+    add("upstream: malformed chunk after data was forwarded -> truncated, closed", bad_chunk_mid_body)
+    # Nothing was forwarded yet when the bad chunk is seen: the client can still get a clean 502.
+    add("upstream: malformed chunk before anything was forwarded -> 502",
+        bad(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"))
 
     add("upstream: no response within upstream_response_timeout -> 504",
         lambda: s.upstream_misbehaves(["hang"], 504))
+    # Slower than request_head_timeout, faster than upstream_response_timeout: a
+    # normal answer (the head deadline must not keep running while we wait upstream).
+    add("upstream: answer after request_head_timeout, within upstream_response_timeout -> 200",
+        lambda: s.upstream_misbehaves([("sleep", (HEAD_TIMEOUT_S + UPSTREAM_RESPONSE_TIMEOUT_S) / 2), OK_RESPONSE], 200))
 
     def refused():
         c = s.client()
@@ -1019,13 +1110,16 @@ def upstream_cases(s):
     def late_unsolicited_response():
         # A second response arriving on the idle pooled connection must not be handed
         # to the next request (response queue poisoning).
-        s.backend.reset(lambda r: [OK_RESPONSE, ("sleep", 0.1), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL"])
+        evil_sent = threading.Event()
+        s.backend.reset(lambda r: [OK_RESPONSE, ("sleep", 0.05), b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+                                   ("set", evil_sent)])
         c = s.client()
         try:
             c.send(req(["GET /x HTTP/1.1", "Host: a.test", f"X-Request-ID: {RID}"]))
             r = c.read_response()
             expect(r is not None and r.status == 200 and r.body == b"ok", f"got {r!r}")
-            time.sleep(0.3)  # the unsolicited response is now waiting in the pooled connection
+            evil_sent.wait(IO_TIMEOUT)
+            time.sleep(0.05)  # the unsolicited response now waits in the pooled connection
             c.send(PROBE_REQUEST)
             p = c.read_response()
             expect(p is not None and p.status == 200 and p.body == b"probe-ok",
@@ -1035,6 +1129,21 @@ def upstream_cases(s):
         expect_upstream(s.backend, [(up_head("GET", "/x", "a.test"), b""), PROBE_UPSTREAM])
 
     add("upstream: late unsolicited response on a pooled connection is never served", late_unsolicited_response)
+
+    def until_close():
+        s.backend.reset(lambda r: [b"HTTP/1.1 200 OK\r\nX-Kind: eof\r\n\r\nread until close", "close"])
+        c = s.client()
+        try:
+            c.send(req(["GET /eof HTTP/1.1", "Host: a.test", f"X-Request-ID: {RID}"]))
+            r = c.read_response()
+            expect(r is not None and r.status == 200 and r.complete and r.body == b"read until close"
+                   and r.values("transfer-encoding") == ["chunked"], f"got {r!r}")
+            expect_kept(c)
+        finally:
+            c.close()
+        expect_upstream(s.backend, [(up_head("GET", "/eof", "a.test"), b""), PROBE_UPSTREAM])
+
+    add("upstream: body delimited by close is re-framed chunked, client kept", until_close)
 
     def response_hop_by_hop():
         s.backend.reset(lambda r: [b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=1\r\n"
@@ -1068,10 +1177,10 @@ def main():
             if only and only not in name:
                 continue
             s.backend.reset()
-
-            def run(fn=fn):
-                fn()
-            checks.run(name, run)
+            failed_before = checks.failed
+            checks.run(name, fn)
+            if checks.failed != failed_before:
+                s.restart()
         checks.run("daemon still running after the battery", lambda: expect(
             s.daemon.proc.poll() is None, f"daemon exited with {s.daemon.proc.returncode}"))
     finally:
