@@ -2,6 +2,7 @@
 
 #include "controller/analysis.hpp"
 #include "controller/notifier.hpp"
+#include "controller/prometheus_source.hpp"
 #include "controller/route_builder.hpp"
 #include "controller/rollout_state_json.hpp"
 #include "controller/supervisor.hpp"
@@ -317,6 +318,31 @@ asio::awaitable<void> Controller::tick_loop() {
         }
         if (ec) break;
         auto verdict = judge_window();
+        if (verdict && config_.analysis.source == "prometheus") {
+            // Same window, judged from Prometheus (a fleet's numbers). The
+            // rollout may move on while we wait: then this verdict is stale.
+            std::string release = state_.rollout->release, candidate = state_.rollout->candidate_slot,
+                        live = state_.rollout->live_slot;
+            int step = state_.rollout->step;
+            std::string why;
+            auto numbers = co_await query_window(io_, config_.analysis, candidate, config_.rollout.check_interval, &why);
+            std::optional<WindowNumbers> baseline;
+            if (numbers && !live.empty() && (config_.rollout.max_error_rate_increase || config_.rollout.max_p95_ratio)) {
+                std::string baseline_why;
+                baseline = co_await query_window(io_, config_.analysis, live, config_.rollout.check_interval, &baseline_why);
+            }
+            if (!*alive || stopping_) break;
+            if (!state_.rollout || state_.rollout->release != release || state_.rollout->step != step) continue;
+            if (numbers) {
+                verdict = judge(*numbers, baseline, config_.rollout);
+            } else {
+                Verdict unknown;
+                unknown.kind = VerdictKind::inconclusive;
+                unknown.reasons.push_back(why);
+                verdict = unknown;
+                spdlog::warn("analysis: {}", why);
+            }
+        }
         if (verdict) {
             last_verdict_ = verdict;
             const auto& ro = *state_.rollout;

@@ -4,6 +4,7 @@
 #include "admin_server.hpp"
 #include "config.hpp"
 #include "controller.hpp"
+#include "metrics_server.hpp"
 #include "notifier.hpp"
 #include "supervisor.hpp"
 #include "systemd_notify.hpp"
@@ -26,6 +27,38 @@
 
 namespace releasectl {
 namespace asio = boost::asio;
+
+namespace {
+
+// What /metrics shows, gathered on the control thread at scrape time.
+MetricsInputs collect_metrics(const Controller& controller, const proxy::ProxyServer& server,
+                              const Supervisor& supervisor) {
+    MetricsInputs in;
+    const RolloutState& state = controller.state();
+    auto stats = server.slot_stats();
+    auto table = server.route_table();
+    for (std::size_t i = 0; i < table.slots.size(); ++i) {
+        SlotMetrics slot;
+        slot.name = table.slots[i].name;
+        if (auto it = state.slot_release.find(slot.name); it != state.slot_release.end()) slot.release = it->second;
+        if (auto it = state.weights.find(slot.name); it != state.weights.end()) slot.weight = it->second;
+        slot.healthy = supervisor.health(slot.name) == SlotHealth::healthy;
+        if (i < stats.size()) slot.stats = stats[i];
+        in.slots.push_back(std::move(slot));
+    }
+    in.proxy = server.stats();
+    if (state.rollout_active() && state.rollout && state.rollout->step >= 0)
+        in.rollout_step = static_cast<unsigned>(state.rollout->step + 1);
+    in.rollout_state = to_string(state.phase);
+    for (auto phase : {Phase::idle, Phase::starting_candidate, Phase::running, Phase::paused, Phase::promoted,
+                       Phase::rolled_back})
+        in.rollout_states.emplace_back(to_string(phase));
+    in.rollbacks_by_reason = controller.rollbacks_by_reason();
+    in.version = RELEASECTL_VERSION;
+    return in;
+}
+
+} // namespace
 
 int run_daemon(const std::string& config_path) {
     Config config;
@@ -57,12 +90,29 @@ int run_daemon(const std::string& config_path) {
     std::unique_ptr<proxy::ProxyServer> server;
     std::unique_ptr<Controller> controller;
     std::unique_ptr<AdminServer> admin;
+    std::unique_ptr<MetricsServer> metrics;
+    bool draining = false;
     try {
         server = std::make_unique<proxy::ProxyServer>(config.proxy, Controller::route_table_for(config, initial), sink);
         controller = std::make_unique<Controller>(control, config, *server, supervisor, notifier);
         server->start();
         admin = std::make_unique<AdminServer>(control, *controller, config.admin_socket_path(), config.admin.tcp_listen,
                                               config.admin.token);
+        if (!config.metrics.listen.empty()) {
+            metrics = std::make_unique<MetricsServer>(
+                control, config.metrics.listen, config.metrics.bearer_token,
+                [&] { return render_metrics(collect_metrics(*controller, *server, supervisor)); },
+                [&] {
+                    ReadinessReport report;
+                    report.checks.push_back({"listeners", !draining, draining ? "draining" : ""});
+                    const auto& live = controller->state().live_slot;
+                    bool live_ok = controller->live_slot_healthy();
+                    std::string detail = live.empty() ? "no live slot yet"
+                                                      : live + " is " + std::string(to_string(supervisor.health(live)));
+                    report.checks.push_back({"live_slot", live_ok, live_ok ? "" : detail});
+                    return report;
+                });
+        }
     } catch (const std::exception& e) {
         spdlog::error("cannot start: {}", e.what());
         return 2;
@@ -74,6 +124,10 @@ int run_daemon(const std::string& config_path) {
 
     controller->start(std::move(initial));
     admin->start();
+    if (metrics) {
+        metrics->start();
+        spdlog::info("metrics on http://{}/metrics (port {})", config.metrics.listen, metrics->port());
+    }
     systemd::notify_ready();
     asio::steady_timer watchdog(control);
     std::function<void()> pet_watchdog = [&] {
@@ -94,6 +148,7 @@ int run_daemon(const std::string& config_path) {
         spdlog::info("signal {}: draining (up to {})", signal, proxy::format_duration(config.proxy.timeouts.drain));
         systemd::notify_stopping();
         admin->stop();
+        draining = true; // /health/ready turns 503 so load balancers move away first
         hup.cancel();
         usr1.cancel();
         watchdog.cancel();
@@ -104,6 +159,7 @@ int run_daemon(const std::string& config_path) {
             server->wait();
             asio::co_spawn(control, [&]() -> asio::awaitable<void> {
                 co_await controller->shutdown();
+                if (metrics) metrics->stop();
                 control.stop();
             }, asio::detached);
         });

@@ -171,7 +171,8 @@ asio::awaitable<void> MetricsServer::Impl::serve_connection(std::shared_ptr<Impl
         auto [ec, n] = co_await http::async_read(stream, buffer, parser, nothrow_awaitable);
         if (ec) {
             if (auto status = status_for_parse_error(ec); status && !impl->stopped) {
-                auto response = make_response(*status, 11, false, "text/plain; charset=utf-8", "bad request\n");
+                auto response = make_response(*status, 11, false, "text/plain; charset=utf-8",
+                                              std::string(http::obsolete_reason(*status)) + "\n");
                 stream.expires_after(std::chrono::seconds(5));
                 co_await http::async_write(stream, response, nothrow_awaitable);
             }

@@ -270,12 +270,19 @@ class RecordingBackend:
                 return
             time.sleep(0.05)
 
-    def snapshot(self):
+    def snapshot(self, limit=5.0):
         self.settle()
-        with self.lock:
-            open_partial = [c.number for c in self.connections
-                            if c.bytes_since_reset and c.pending and not c.eof]
-            return list(self.requests), bytes(self.received), list(self.violations), open_partial
+        # The proxy closes the client and the upstream side of a refused body from
+        # one event loop, but the client may see its close before this thread has
+        # read the upstream EOF: give a half message a bounded moment to be closed.
+        deadline = time.monotonic() + limit
+        while True:
+            with self.lock:
+                open_partial = [c.number for c in self.connections
+                                if c.bytes_since_reset and c.pending and not c.eof]
+                if not open_partial or time.monotonic() >= deadline:
+                    return list(self.requests), bytes(self.received), list(self.violations), open_partial
+            time.sleep(0.05)
 
 
 # ----------------------------------------------------------------- client side

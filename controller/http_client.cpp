@@ -1,0 +1,143 @@
+#include "controller/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <memory>
+#include <optional>
+
+namespace releasectl {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+
+struct Url {
+    std::string host, port = "80", target = "/";
+};
+
+std::optional<Url> parse_url(std::string_view url) {
+    if (!url.starts_with("http://")) return std::nullopt;
+    std::string rest(url.substr(7));
+    Url out;
+    if (auto slash = rest.find('/'); slash != std::string::npos) {
+        out.target = rest.substr(slash);
+        rest.resize(slash);
+    }
+    if (!rest.empty() && rest.front() == '[') {
+        auto close = rest.find(']');
+        if (close == std::string::npos) return std::nullopt;
+        if (close + 1 < rest.size() && rest[close + 1] == ':') out.port = rest.substr(close + 2);
+        rest = rest.substr(1, close - 1);
+    } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
+        out.port = rest.substr(colon + 1);
+        rest.resize(colon);
+    }
+    out.host = rest;
+    if (out.host.empty()) return std::nullopt;
+    return out;
+}
+
+// Decodes a chunked body (responses from Prometheus and webhooks are small).
+std::string dechunk(std::string_view body) {
+    std::string out;
+    while (!body.empty()) {
+        auto line_end = body.find("\r\n");
+        if (line_end == std::string_view::npos) break;
+        std::size_t size = std::stoul(std::string(body.substr(0, line_end)), nullptr, 16);
+        body.remove_prefix(line_end + 2);
+        if (size == 0 || size > body.size()) break;
+        out.append(body.substr(0, size));
+        body.remove_prefix(std::min(body.size(), size + 2));
+    }
+    return out;
+}
+
+} // namespace
+
+std::string url_encode(std::string_view text) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
+asio::awaitable<HttpResult> http_request(asio::io_context& io, std::string method, std::string url, std::string body,
+                                         std::string content_type, std::chrono::milliseconds timeout) {
+    HttpResult result;
+    auto parsed = parse_url(url);
+    if (!parsed) {
+        result.error = "unsupported URL (http://host:port/path expected): " + url;
+        co_return result;
+    }
+    auto socket = std::make_shared<tcp::socket>(io);
+    auto timed_out = std::make_shared<bool>(false);
+    asio::steady_timer deadline(io);
+    deadline.expires_after(timeout);
+    deadline.async_wait([socket, timed_out](const boost::system::error_code& ec) {
+        if (ec) return;
+        *timed_out = true;
+        boost::system::error_code ignored;
+        socket->close(ignored);
+    });
+    tcp::resolver resolver(io);
+    auto [rec, endpoints] = co_await resolver.async_resolve(parsed->host, parsed->port, nothrow_awaitable);
+    boost::system::error_code failure = rec;
+    if (!failure) {
+        auto [cec, ep] = co_await asio::async_connect(*socket, endpoints, nothrow_awaitable);
+        failure = cec;
+    }
+    if (!failure) {
+        std::string request = method + " " + parsed->target + " HTTP/1.1\r\nHost: " + parsed->host + ":" + parsed->port +
+                              "\r\nUser-Agent: releasectl\r\nAccept: application/json\r\nConnection: close\r\n";
+        if (!body.empty() || method == "POST")
+            request += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+        request += "\r\n" + body;
+        auto [wec, wn] = co_await asio::async_write(*socket, asio::buffer(request), nothrow_awaitable);
+        failure = wec;
+    }
+    std::string response;
+    while (!failure) {
+        char buffer[8192];
+        auto [ec, n] = co_await socket->async_read_some(asio::buffer(buffer), nothrow_awaitable);
+        response.append(buffer, n);
+        if (ec == asio::error::eof) break;
+        failure = ec;
+        if (response.size() > 16 * 1024 * 1024) {
+            result.error = "response too large";
+            co_return result;
+        }
+    }
+    deadline.cancel();
+    if (failure) {
+        result.error = *timed_out ? "timed out" : failure.message();
+        co_return result;
+    }
+    auto head_end = response.find("\r\n\r\n");
+    if (response.size() < 12 || !response.starts_with("HTTP/1.") || head_end == std::string::npos) {
+        result.error = "malformed response";
+        co_return result;
+    }
+    result.ok = true;
+    result.status = static_cast<unsigned>(std::atoi(response.c_str() + 9));
+    std::string head = response.substr(0, head_end);
+    for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    result.body = response.substr(head_end + 4);
+    if (head.find("transfer-encoding: chunked") != std::string::npos) result.body = dechunk(result.body);
+    co_return result;
+}
+
+} // namespace releasectl
