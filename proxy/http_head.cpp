@@ -253,9 +253,12 @@ bool valid_authority(std::string_view a) noexcept {
     if (a[i] != ':') return false;
     const std::size_t digits = n - i - 1;
     if (digits == 0 || digits > 5) return false;
-    for (++i; i < n; ++i)
+    unsigned port = 0;
+    for (++i; i < n; ++i) {
         if (!is(a[i], k_digit)) return false;
-    return true;
+        port = port * 10 + static_cast<unsigned>(a[i] - '0');
+    }
+    return port <= 65535;
 }
 
 // "HTTP/d.d": 0 or 1 = the minor of a supported version, -1 malformed, -2 unsupported.
@@ -454,7 +457,8 @@ ParseResult parse_request_head(std::string_view buffered, const ProxyLimits& lim
     }
     if (auto r = parse_request_line(line, limits, out); r.status == ParseStatus::error) return r;
 
-    bool has_host = false, has_te = false, has_cl = false, has_upgrade = false, bad_expect = false;
+    bool has_host = false, has_te = false, has_cl = false, has_upgrade = false, refuse_upgrade = false,
+         bad_expect = false;
     ConnectionTokens tokens;
     for (;;) {
         const auto event = cursor.next(line);
@@ -491,7 +495,13 @@ ParseResult parse_request_head(std::string_view buffered, const ProxyLimits& lim
             }
             break;
         case 7:
-            if (token_is(name, "upgrade")) has_upgrade = true;
+            if (token_is(name, "upgrade")) {
+                has_upgrade = true;
+                // h2c is never tunnelled: after a 101 the client would speak
+                // HTTP/2 straight to the app, past routing, limits and metrics
+                // (h2c smuggling). The request is forwarded as plain HTTP/1.1.
+                if (any_list_element(value, [](std::string_view t) { return iequals(t, "h2c"); })) refuse_upgrade = true;
+            }
             break;
         case 10:
             if (token_is(name, "connection")) {
@@ -526,7 +536,7 @@ ParseResult parse_request_head(std::string_view buffered, const ProxyLimits& lim
     if (!out.authority.empty()) out.host = out.authority; // absolute-form wins over Host
     if (out.version_minor == 0) out.expect_continue = false; // RFC 9110 §10.1.1: ignore for 1.0
     out.keep_alive = tokens.close ? false : (out.version_minor == 1 || tokens.keep_alive);
-    out.upgrade = tokens.upgrade && has_upgrade;
+    out.upgrade = tokens.upgrade && has_upgrade && !refuse_upgrade;
     if (has_te) out.body = BodyKind::chunked;
     else if (out.content_length > 0) out.body = BodyKind::content_length;
     return complete(cursor.pos());

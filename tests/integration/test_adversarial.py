@@ -794,6 +794,11 @@ def forwarding_cases(s):
              f"X-Request-ID: {RID}"]),
         [(up_head("GET", "/h", "a.test", fields=[("X-Keep", "yes")]), b"")], closed=True))
 
+    add("h2c upgrade is not tunnelled: forwarded as plain HTTP/1.1, connection kept", lambda: s.forwarded(
+        req(["GET /h HTTP/1.1", "Host: a.test", "Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+             "HTTP2-Settings: AAMAAABkAAQAAP__", f"X-Request-ID: {RID}"]),
+        [(up_head("GET", "/h", "a.test"), b"")]))
+
     add("fields named in a second Connection line are stripped too", lambda: s.forwarded(
         req(["GET /h HTTP/1.1", "Host: a.test", "Connection: X-One", "X-One: 1", "X-Two: 2", "Connection: x-two",
              f"X-Request-ID: {RID}", "X-Three: 3"]),
@@ -1162,7 +1167,9 @@ def upstream_cases(s):
             r = c.read_response()
             expect(r is not None and r.status == 200 and r.body == b"ok", f"got {r!r}")
             names = [n for n, _ in r.headers]
-            expect(names == ["x-public", "content-length"], f"response fields {r.headers}")
+            # (the two in the middle are the proxy's default security headers)
+            expect(names == ["x-public", "x-content-type-options", "x-frame-options", "content-length"],
+                   f"response fields {r.headers}")
             expect_kept(c)
         finally:
             c.close()

@@ -456,12 +456,12 @@ TEST_CASE("request: HTTP/1.1 without Host or with two is 400") {
 }
 
 TEST_CASE("request: Host must be a valid authority") {
-    for (const char* h : {"example.com", "example.com:8080", "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:8080",
+    for (const char* h : {"example.com", "example.com:8080", "a:65535", "a:0", "127.0.0.1", "127.0.0.1:80", "[::1]", "[::1]:8080",
                           "[2001:db8::1]", "xn--bcher-kva.example", "my_host", "a%41b"}) {
         INFO("Host: " << h);
         CHECK(request_error("GET / HTTP/1.1\r\nHost: "s + h + "\r\n\r\n") == 0);
     }
-    for (const char* h : {"", "a b", "a/b", "user@a", "a?b", "a#b", "a:", ":80", "a:123456", "a:8x", "[::1",
+    for (const char* h : {"", "a b", "a/b", "user@a", "a?b", "a#b", "a:", ":80", "a:123456", "a:65536", "a:99999", "a:8x", "[::1",
                           "[]", "[zz::1]", "[::1]x", "a,b", "a%4", "a:80:90"}) {
         INFO("Host: " << h);
         CHECK(request_error("GET / HTTP/1.1\r\nHost: "s + h + "\r\n\r\n") == 400);
@@ -488,6 +488,17 @@ TEST_CASE("request: Connection tokens decide keep-alive and upgrade") {
     const std::string header_only = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n";
     REQUIRE(parse_req(header_only, head).status == ParseStatus::complete);
     CHECK_FALSE(head.upgrade); // Upgrade not listed in Connection
+
+    // h2c is never an upgrade (h2c smuggling): the request stays plain HTTP/1.1.
+    for (const char* value : {"h2c", "H2C", "websocket, h2c"}) {
+        INFO("Upgrade: " << value);
+        const std::string h2c =
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: "s + value +
+            "\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n";
+        REQUIRE(parse_req(h2c, head).status == ParseStatus::complete);
+        CHECK_FALSE(head.upgrade);
+        CHECK(head.keep_alive);
+    }
 
     const std::string both = "GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n";
     REQUIRE(parse_req(both, head).status == ParseStatus::complete);
