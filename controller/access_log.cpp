@@ -5,11 +5,15 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <spdlog/details/file_helper.h>
 #include <spdlog/sinks/base_sink.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <mutex>
+#include <stdexcept>
 
 namespace releasectl {
 
@@ -44,27 +48,48 @@ void append_json_escaped(std::string& out, std::string_view text) {
 namespace {
 
 // A file sink that can reopen its path (logrotate renamed the old file). The
-// async logger's single thread is the only writer; reopen takes the sink's own
-// mutex, so no queued line is lost or split.
+// async logger's single thread is the only writer. reopen() opens the new file
+// first and swaps it in under the sink's own mutex, so no queued line is lost or
+// split, and a path that cannot be opened (directory gone, permissions, a
+// directory in its place) leaves the old file in use instead of a closed one.
 class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
 public:
-    explicit ReopenableFileSink(const std::string& path) { file_.open(path, false); }
-    void reopen() {
+    explicit ReopenableFileSink(std::string path) : path_(std::move(path)) {
+        file_ = open_append(path_);
+        if (!file_) throw std::runtime_error("cannot open the access log " + path_ + ": " + std::strerror(errno));
+    }
+    ~ReopenableFileSink() override {
+        if (file_) std::fclose(file_);
+    }
+    // "" when reopened, else why not (the old file stays in use).
+    std::string reopen() {
+        std::FILE* fresh = open_append(path_);
+        if (!fresh) return "cannot reopen " + path_ + ": " + std::strerror(errno) + " (still writing to the old file)";
         std::lock_guard lock(mutex_);
-        file_.flush();
-        file_.reopen(false);
+        std::fclose(file_); // flushes what the old file still buffers
+        file_ = fresh;
+        return {};
     }
 
 protected:
     void sink_it_(const spdlog::details::log_msg& msg) override {
         spdlog::memory_buf_t formatted;
         formatter_->format(msg, formatted);
-        file_.write(formatted);
+        std::fwrite(formatted.data(), 1, formatted.size(), file_);
     }
-    void flush_() override { file_.flush(); }
+    void flush_() override { std::fflush(file_); }
 
 private:
-    spdlog::details::file_helper file_;
+    // Like spdlog's own file sink: the directory is created when missing.
+    static std::FILE* open_append(const std::string& path) {
+        std::error_code ignored;
+        auto parent = std::filesystem::path(path).parent_path();
+        if (!parent.empty()) std::filesystem::create_directories(parent, ignored);
+        return std::fopen(path.c_str(), "ab");
+    }
+
+    std::string path_;
+    std::FILE* file_ = nullptr;
 };
 
 } // namespace
@@ -80,7 +105,7 @@ AccessLog::AccessLog(std::string path) : impl_(std::make_shared<Impl>()) {
     if (path.empty()) {
         sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
     } else {
-        impl_->file_sink = std::make_shared<ReopenableFileSink>(path);
+        impl_->file_sink = std::make_shared<ReopenableFileSink>(std::move(path));
         sink = impl_->file_sink;
     }
     impl_->logger = std::make_shared<spdlog::async_logger>("access", sink, spdlog::thread_pool(),
@@ -94,10 +119,9 @@ AccessLog::~AccessLog() {
     if (impl_->logger) impl_->logger->flush();
 }
 
-void AccessLog::reopen() {
-    if (!impl_->file_sink) return;
-    impl_->logger->flush();
-    impl_->file_sink->reopen();
+std::string AccessLog::reopen() {
+    if (!impl_->file_sink) return {};
+    return impl_->file_sink->reopen();
 }
 
 proxy::AccessSink AccessLog::sink() {

@@ -10,11 +10,13 @@ namespace releasectl {
 
 class AccessLog {
 public:
-    // path empty = stdout.
+    // path empty = stdout. Throws std::runtime_error when the file cannot be opened.
     explicit AccessLog(std::string path);
     ~AccessLog();
     proxy::AccessSink sink();
-    void reopen();
+    // SIGUSR1: opens the path anew. Returns "" or why it could not (then the
+    // old file stays in use: a failed reopen never stops the logging).
+    std::string reopen();
 
 private:
     struct Impl;

@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -62,11 +63,13 @@ public:
                   {"notify", [&](auto& n, auto& k) { parse_notify(n, k); }},
                   {"analysis", [&](auto& n, auto& k) { parse_analysis(table(n, k), k); }},
                   {"log", [&](auto& n, auto& k) { parse_log(table(n, k), k); }},
+                  {"tls", [&](auto& n, auto& k) { parse_tls(table(n, k), k); }},
               });
         // Order matters where keys refer to each other: slots before weights.
         parse_slots(slots);
         parse_weights(weights);
         if (rollout) parse_rollout(table(*rollout, "rollout"), "rollout");
+        check_tls_listeners();
         resolve_paths();
         config_.proxy.access_log = config_.log.access_log;
         config_.proxy.access_log_path = config_.log.access_log_path;
@@ -76,6 +79,8 @@ public:
 private:
     std::string source_;
     Config config_;
+    const toml::node* listen_tls_node_ = nullptr;
+    const toml::node* redirect_http_node_ = nullptr;
 
     [[noreturn]] void fail(const toml::source_region& where, const std::string& key, const std::string& message) const {
         throw ConfigError(fmt::format("{}:{}:{}: {}: {}", source_, where.begin.line, where.begin.column, key, message));
@@ -229,7 +234,149 @@ private:
                   {"drain_timeout", timeout(p.timeouts.drain)},
                   {"client_write_timeout", timeout(p.timeouts.client_write)},
                   {"upstream_max_idle", [&](auto& n, auto& k) { p.upstream_max_idle_per_slot = count(n, k, 0, 100'000); }},
+                  {"listen_tls",
+                   [&](auto& n, auto& k) {
+                       const toml::array& items = array(n, k, "\"host:port\" strings");
+                       p.listen_tls.clear();
+                       for (std::size_t i = 0; i < items.size(); ++i)
+                           p.listen_tls.push_back(listen_address(*items.get(i), fmt::format("{}[{}]", k, i)));
+                       listen_tls_node_ = &n;
+                   }},
+                  {"redirect_http",
+                   [&](auto& n, auto& k) {
+                       p.redirect_http = boolean(n, k);
+                       redirect_http_node_ = &n;
+                   }},
+                  {"tls_handshake_timeout", timeout(p.timeouts.tls_handshake)},
+                  {"security_headers", [&](auto& n, auto& k) { parse_security_headers(table(n, k), k); }},
               });
+    }
+
+    // [proxy.security_headers]: header name = value; "" turns a default off.
+    // Names are matched case-insensitively against a known list, so a typo is
+    // an error instead of a header nobody asked for.
+    void parse_security_headers(const toml::table& t, const std::string& prefix) {
+        static constexpr std::array<std::string_view, 9> known{
+            "Strict-Transport-Security",   "X-Content-Type-Options",       "X-Frame-Options",
+            "Referrer-Policy",             "Content-Security-Policy",      "Permissions-Policy",
+            "Cross-Origin-Opener-Policy",  "Cross-Origin-Resource-Policy", "Cross-Origin-Embedder-Policy"};
+        auto& headers = config_.proxy.security_headers;
+        for (auto&& [name, node] : t) {
+            const std::string key = prefix + "." + std::string(name.str());
+            auto canonical = std::find_if(known.begin(), known.end(), [&](std::string_view k) {
+                return k.size() == name.str().size() &&
+                       std::equal(k.begin(), k.end(), name.str().begin(), [](char a, char b) {
+                           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                       });
+            });
+            if (canonical == known.end()) {
+                std::string list;
+                for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+                fail(name.source(), key, fmt::format("unknown security header (known: {})", list));
+            }
+            const std::string value = string(node, key);
+            for (unsigned char c : value)
+                if ((c < 0x20 && c != '\t') || c == 0x7f)
+                    fail(node.source(), key, "control characters are not allowed in a header value");
+            std::erase_if(headers, [&](const proxy::SecurityHeader& h) { return h.name == *canonical; });
+            if (!value.empty())
+                headers.push_back({std::string(*canonical), value, *canonical == "Strict-Transport-Security"});
+        }
+    }
+
+    void parse_tls(const toml::table& t, const std::string& prefix) {
+        visit(t, prefix, {{"certificates", [&](auto& n, auto& k) { parse_certificates(n, k); }},
+                          {"acme", [&](auto& n, auto& k) { parse_acme(table(n, k), k); }}});
+    }
+
+    void parse_acme(const toml::table& t, const std::string& prefix) {
+        AcmeConfig& a = config_.tls.acme;
+        a.enabled = true;
+        a.location = fmt::format("{}:{}:{}", source_, t.source().begin.line, t.source().begin.column);
+        visit(t, prefix,
+              {
+                  {"directory",
+                   [&](auto& n, auto& k) {
+                       a.directory = string(n, k);
+                       if (!a.directory.starts_with("https://")) fail(n.source(), k, "must be an https:// URL");
+                   }},
+                  {"domains",
+                   [&](auto& n, auto& k) {
+                       a.domains = strings(n, k);
+                       for (const auto& domain : a.domains) {
+                           const bool valid = !domain.empty() && domain.size() <= 253 &&
+                                              std::all_of(domain.begin(), domain.end(), [](char c) {
+                                                  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                                                         c == '.';
+                                              });
+                           if (!valid)
+                               fail(n.source(), k, fmt::format("\"{}\" is not a DNS name (HTTP-01 cannot prove "
+                                                               "wildcards)", domain));
+                       }
+                   }},
+                  {"email", [&](auto& n, auto& k) { a.email = string(n, k); }},
+                  {"storage", [&](auto& n, auto& k) { a.storage = path(n, k); }},
+                  {"ca_bundle", [&](auto& n, auto& k) { a.ca_bundle = string(n, k); }},
+                  {"renew_before", [&](auto& n, auto& k) { a.renew_before = duration(n, k); }},
+                  {"retry_interval", [&](auto& n, auto& k) { a.retry_interval = duration(n, k); }},
+              });
+        if (a.directory.empty())
+            fail(t.source(), prefix + ".directory",
+                 "missing, e.g. directory = \"https://acme-v02.api.letsencrypt.org/directory\"");
+        if (a.domains.empty()) fail(t.source(), prefix + ".domains", "needs at least one name, e.g. [\"example.com\"]");
+    }
+
+    void parse_certificates(const toml::node& n, const std::string& key) {
+        if (!n.is_array_of_tables()) fail(n.source(), key, "expected [[tls.certificates]] tables with cert and key");
+        const toml::array& items = *n.as_array();
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const std::string prefix = fmt::format("{}[{}]", key, i);
+            const toml::table& entry = *items.get(i)->as_table();
+            proxy::TlsCertificateFiles files;
+            TlsConfig::Locations where;
+            auto location = [&](const toml::node& v) {
+                return fmt::format("{}:{}:{}", source_, v.source().begin.line, v.source().begin.column);
+            };
+            visit(entry, prefix,
+                  {
+                      {"cert", [&](auto& v, auto& k) { files.cert_path = path(v, k); where.cert = location(v); }},
+                      {"key", [&](auto& v, auto& k) { files.key_path = path(v, k); where.key = location(v); }},
+                  });
+            if (files.cert_path.empty())
+                fail(entry.source(), prefix + ".cert",
+                     "missing: the PEM certificate with its chain, e.g. cert = \"/etc/releasectl/example.com.pem\"");
+            if (files.key_path.empty())
+                fail(entry.source(), prefix + ".key",
+                     "missing: the PEM private key, e.g. key = \"/etc/releasectl/example.com.key\"");
+            config_.proxy.certificates.push_back(std::move(files));
+            config_.tls.certificate_locations.push_back(std::move(where));
+        }
+    }
+    std::string path(const toml::node& n, const std::string& key) const {
+        std::string text = string(n, key);
+        if (text.empty()) fail(n.source(), key, "must not be empty");
+        return text;
+    }
+
+    // Keys that refer to each other across [proxy] and [tls].
+    void check_tls_listeners() {
+        const proxy::ProxySettings& p = config_.proxy;
+        if (!p.listen_tls.empty() && p.certificates.empty() && !config_.tls.acme.enabled)
+            fail(listen_tls_node_->source(), "proxy.listen_tls",
+                 "HTTPS listeners need at least one certificate: add a [[tls.certificates]] table with cert and key "
+                 "(or [tls.acme])");
+        if (config_.tls.acme.enabled && p.listen_tls.empty())
+            throw ConfigError(config_.tls.acme.location + ": tls.acme: ACME certificates need an HTTPS listener "
+                                                          "(proxy.listen_tls)");
+        if (p.redirect_http && p.listen_tls.empty())
+            fail(redirect_http_node_->source(), "proxy.redirect_http",
+                 "redirecting to https needs an HTTPS listener (proxy.listen_tls)");
+        for (const auto& secure : p.listen_tls)
+            for (const auto& plain : p.listen)
+                if (secure.host == plain.host && secure.port == plain.port)
+                    fail(listen_tls_node_->source(), "proxy.listen_tls",
+                         fmt::format("{} is also in proxy.listen: one port speaks either HTTP or HTTPS",
+                                     secure.to_string()));
     }
 
     void parse_slots(const toml::node* node) {
@@ -541,6 +688,14 @@ private:
         resolve(config_.root);
         resolve(config_.admin.socket);
         resolve(config_.log.access_log_path);
+        for (auto& files : config_.proxy.certificates) {
+            resolve(files.cert_path);
+            resolve(files.key_path);
+        }
+        resolve(config_.tls.acme.storage);
+        resolve(config_.tls.acme.ca_bundle);
+        if (config_.tls.acme.enabled && config_.tls.acme.storage.empty())
+            config_.tls.acme.storage = (fs::path(config_.root) / ".releasectl" / "acme").string();
         while (config_.root.size() > 1 && config_.root.back() == '/') config_.root.pop_back();
     }
 };
@@ -552,6 +707,14 @@ int Config::slot_index(std::string_view name) const {
         if (slots[i].name == name) return static_cast<int>(i);
     return -1;
 }
+
+std::string AcmeConfig::certificate_path() const {
+    return (fs::path(storage) / (domains.empty() ? std::string("acme") : domains.front())).string() + ".pem";
+}
+std::string AcmeConfig::key_path() const {
+    return (fs::path(storage) / (domains.empty() ? std::string("acme") : domains.front())).string() + ".key";
+}
+std::string AcmeConfig::account_key_path() const { return (fs::path(storage) / "account.key").string(); }
 
 std::string Config::state_dir() const { return (fs::path(root) / ".releasectl").string(); }
 

@@ -106,6 +106,36 @@ struct LogConfig {
     std::string access_log_path; // empty = stdout
 };
 
+// [tls.acme]: one certificate for `domains`, ordered and renewed over ACME
+// (RFC 8555) with HTTP-01 challenges answered by the plain listeners.
+struct AcmeConfig {
+    bool enabled = false;                   // [tls.acme] present
+    std::string directory;                  // the CA's https:// directory URL
+    std::vector<std::string> domains;       // the first names the files and the CN
+    std::string email;                      // optional account contact
+    std::string storage;                    // default <root>/.releasectl/acme
+    std::string ca_bundle;                  // PEM to trust for the directory (private CA, tests)
+    Duration renew_before{30LL * 24 * 3600 * 1000};
+    Duration retry_interval{60'000};        // after a failed order
+    std::string location;                   // "file:line:column" of [tls.acme]
+
+    std::string certificate_path() const;  // <storage>/<domains[0]>.pem (full chain)
+    std::string key_path() const;           // <storage>/<domains[0]>.key
+    std::string account_key_path() const;   // <storage>/account.key
+};
+
+// [[tls.certificates]]: the paths themselves live in proxy.certificates (the
+// proxy's settings); this remembers where each was written, so a file that
+// cannot be used is reported as "file:line:column: tls.certificates[i].key: ...".
+struct TlsConfig {
+    struct Locations {
+        std::string cert; // "releasectl.toml:42:8"
+        std::string key;
+    };
+    std::vector<Locations> certificate_locations; // index == proxy.certificates index
+    AcmeConfig acme;
+};
+
 struct Config {
     std::string path;        // file this came from
     std::string root = "/var/lib/releasectl/app";
@@ -121,6 +151,7 @@ struct Config {
     std::vector<NotifyConfig> notify;
     AnalysisConfig analysis;
     LogConfig log;
+    TlsConfig tls;
 
     int slot_index(std::string_view name) const;
     std::string admin_socket_path() const; // admin.socket or <root>/.releasectl/admin.sock

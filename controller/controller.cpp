@@ -22,6 +22,8 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 namespace releasectl {
 
@@ -156,7 +158,9 @@ Transition Controller::apply(const Event& event) {
     if (t.applied()) {
         bool rollout_changed = !state_.rollout || !t.state.rollout || state_.rollout->release != t.state.rollout->release ||
                                state_.rollout->step != t.state.rollout->step;
+        const auto bound_before = state_.slot_release;
         state_ = t.state;
+        note_rebound_slots(bound_before);
         if (rollout_changed) {
             // A new step is judged on its own traffic only, and its checks are
             // aligned to its start: the first check comes one full
@@ -279,6 +283,20 @@ asio::awaitable<void> Controller::run_hook(action::RunBeforeActivate hook) {
     if (!*alive || stopping_) co_return;
     if (result.ok) apply(event::HookSucceeded{hook.release});
     else apply(event::HookFailed{hook.release, result.error});
+}
+
+// A slot got a new release (a rollout starts on it while it takes no traffic):
+// remember its counters, the zero of releasectl_requests_total{release=new}.
+void Controller::note_rebound_slots(const std::map<std::string, std::string>& bound_before) {
+    std::optional<std::vector<proxy::SlotStats>> stats;
+    for (const auto& [slot, release] : state_.slot_release) {
+        auto before = bound_before.find(slot);
+        if (before != bound_before.end() && before->second == release) continue;
+        if (!stats) stats = proxy_.slot_stats();
+        int index = config_.slot_index(slot);
+        if (index >= 0 && static_cast<std::size_t>(index) < stats->size())
+            release_baselines_[slot] = (*stats)[static_cast<std::size_t>(index)].status_class;
+    }
 }
 
 // ------------------------------------------------------------------ analysis

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/value.hpp>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,6 +51,10 @@ public:
     const RolloutState& state() const { return state_; }
     const Config& config() const { return config_; }
     std::map<std::string, std::uint64_t> rollbacks_by_reason() const { return rollbacks_by_reason_; }
+    // Per slot: its status-class counters when its current release was bound.
+    // releasectl_requests_total{slot,release} counts from there, so a release
+    // is never credited with the requests its slot served for an earlier one.
+    const std::map<std::string, std::array<std::uint64_t, 6>>& release_baselines() const { return release_baselines_; }
     bool live_slot_healthy() const;
 
 private:
@@ -58,6 +63,7 @@ private:
     boost::asio::awaitable<void> tick_loop();
     std::optional<Verdict> judge_window();
     void reset_windows();
+    void note_rebound_slots(const std::map<std::string, std::string>& bound_before);
     boost::json::value status_json() const;
     boost::json::value slots_json() const;
     AdminReply from_transition(const Transition& t, unsigned refused_status = 409);
@@ -81,6 +87,7 @@ private:
     std::map<std::string, proxy::SlotStats> last_snapshot_;
     std::optional<Verdict> last_verdict_;
     std::map<std::string, std::uint64_t> rollbacks_by_reason_;
+    std::map<std::string, std::array<std::uint64_t, 6>> release_baselines_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

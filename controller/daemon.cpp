@@ -1,6 +1,7 @@
 #include "daemon.hpp"
 
 #include "access_log.hpp"
+#include "acme_client.hpp"
 #include "admin_server.hpp"
 #include "config.hpp"
 #include "controller.hpp"
@@ -8,6 +9,7 @@
 #include "notifier.hpp"
 #include "supervisor.hpp"
 #include "systemd_notify.hpp"
+#include "tls_loader.hpp"
 
 #include "proxy/proxy_server.hpp"
 #include "releases/layout.hpp"
@@ -44,6 +46,8 @@ MetricsInputs collect_metrics(const Controller& controller, const proxy::ProxySe
         if (auto it = state.weights.find(slot.name); it != state.weights.end()) slot.weight = it->second;
         slot.healthy = supervisor.health(slot.name) == SlotHealth::healthy;
         if (i < stats.size()) slot.stats = stats[i];
+        if (auto it = controller.release_baselines().find(slot.name); it != controller.release_baselines().end())
+            slot.release_baseline = it->second;
         in.slots.push_back(std::move(slot));
     }
     in.proxy = server.stats();
@@ -62,8 +66,14 @@ MetricsInputs collect_metrics(const Controller& controller, const proxy::ProxySe
 
 int run_daemon(const std::string& config_path) {
     Config config;
+    std::shared_ptr<const proxy::TlsContextSet> tls;
     try {
         config = load_config(config_path);
+        std::vector<std::string> warnings;
+        // HTTPS starts at once: with a placeholder until the first ACME order completes.
+        if (config.tls.acme.enabled) AcmeClient::ensure_placeholder(config.tls.acme);
+        tls = load_tls_contexts(config, warnings);
+        for (const auto& warning : warnings) spdlog::warn("TLS: {}", warning);
     } catch (const ConfigError& e) {
         spdlog::error("{}", e.what());
         return 2;
@@ -77,7 +87,12 @@ int run_daemon(const std::string& config_path) {
     std::optional<AccessLog> access_log;
     proxy::AccessSink sink;
     if (config.log.access_log) {
-        access_log.emplace(config.log.access_log_path);
+        try {
+            access_log.emplace(config.log.access_log_path);
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+            return 2;
+        }
         sink = access_log->sink();
     }
 
@@ -91,9 +106,11 @@ int run_daemon(const std::string& config_path) {
     std::unique_ptr<Controller> controller;
     std::unique_ptr<AdminServer> admin;
     std::unique_ptr<MetricsServer> metrics;
+    std::unique_ptr<AcmeClient> acme;
     bool draining = false;
     try {
-        server = std::make_unique<proxy::ProxyServer>(config.proxy, Controller::route_table_for(config, initial), sink);
+        server = std::make_unique<proxy::ProxyServer>(config.proxy, Controller::route_table_for(config, initial), sink,
+                                                      tls);
         controller = std::make_unique<Controller>(control, config, *server, supervisor, notifier);
         server->start();
         admin = std::make_unique<AdminServer>(control, *controller, config.admin_socket_path(), config.admin.tcp_listen,
@@ -119,6 +136,8 @@ int run_daemon(const std::string& config_path) {
     }
     std::string listening;
     for (const auto& l : config.proxy.listen) listening += (listening.empty() ? "" : ", ") + l.to_string();
+    for (const auto& l : config.proxy.listen_tls) listening += (listening.empty() ? "https " : ", https ") + l.to_string();
+    if (tls && !config.proxy.listen_tls.empty()) spdlog::info("TLS: {}", describe_tls_contexts(*tls));
     spdlog::info("releasectl serving on {} with {} workers; admin socket {}", listening, server->worker_count(),
                  config.admin_socket_path());
 
@@ -127,6 +146,25 @@ int run_daemon(const std::string& config_path) {
     if (metrics) {
         metrics->start();
         spdlog::info("metrics on http://{}/metrics (port {})", config.metrics.listen, metrics->port());
+    }
+    if (config.tls.acme.enabled) {
+        AcmeClient::Hooks hooks;
+        hooks.publish_challenges = [&](std::shared_ptr<const proxy::AcmeChallenges> challenges) {
+            server->publish_acme_challenges(std::move(challenges));
+        };
+        hooks.certificate_changed = [&] {
+            try {
+                std::vector<std::string> warnings;
+                if (auto fresh = load_tls_contexts(config, warnings)) {
+                    server->publish_tls(fresh);
+                    spdlog::info("ACME: TLS reloaded: {}", describe_tls_contexts(*fresh));
+                }
+            } catch (const ConfigError& e) {
+                spdlog::error("ACME: keeping the running certificates: {}", e.what());
+            }
+        };
+        acme = std::make_unique<AcmeClient>(control, config.tls.acme, std::move(hooks));
+        acme->start();
     }
     systemd::notify_ready();
     asio::steady_timer watchdog(control);
@@ -148,6 +186,7 @@ int run_daemon(const std::string& config_path) {
         spdlog::info("signal {}: draining (up to {})", signal, proxy::format_duration(config.proxy.timeouts.drain));
         systemd::notify_stopping();
         admin->stop();
+        if (acme) acme->stop();
         draining = true; // /health/ready turns 503 so load balancers move away first
         hup.cancel();
         usr1.cancel();
@@ -164,12 +203,26 @@ int run_daemon(const std::string& config_path) {
             }, asio::detached);
         });
     });
+    // The listeners are bound once; a reload swaps certificates, not sockets.
+    const auto started_listen = config.proxy.listen;
+    const auto started_listen_tls = config.proxy.listen_tls;
     std::function<void()> wait_hup = [&] {
         hup.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
             try {
                 Config fresh = load_config(config_path);
+                // Certificates first: a file that cannot be used keeps the
+                // whole running config (and the running certificates).
+                std::vector<std::string> warnings;
+                auto fresh_tls = load_tls_contexts(fresh, warnings);
+                for (const auto& warning : warnings) spdlog::warn("TLS: {}", warning);
+                if (fresh.proxy.listen_tls != started_listen_tls || fresh.proxy.listen != started_listen)
+                    spdlog::warn("SIGHUP: listener changes (proxy.listen, proxy.listen_tls) take effect on restart");
                 controller->reload(fresh);
+                if (fresh_tls && !started_listen_tls.empty()) {
+                    server->publish_tls(fresh_tls);
+                    spdlog::info("SIGHUP: TLS reloaded: {}", describe_tls_contexts(*fresh_tls));
+                }
                 std::string summary;
                 for (const auto& s : server->route_table().slots)
                     summary += (summary.empty() ? "" : ", ") + s.name + "=" + std::to_string(s.weight);
@@ -185,8 +238,13 @@ int run_daemon(const std::string& config_path) {
     std::function<void()> wait_usr1 = [&] {
         usr1.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
-            if (access_log) access_log->reopen();
-            spdlog::info("SIGUSR1: access log reopened");
+            if (!access_log) {
+                spdlog::info("SIGUSR1: no access log file to reopen");
+            } else if (auto error = access_log->reopen(); !error.empty()) {
+                spdlog::error("SIGUSR1: {}", error);
+            } else {
+                spdlog::info("SIGUSR1: access log reopened");
+            }
             wait_usr1();
         });
     };

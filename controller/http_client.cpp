@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <charconv>
 #include <memory>
 #include <optional>
 
@@ -43,13 +44,19 @@ std::optional<Url> parse_url(std::string_view url) {
     return out;
 }
 
+} // namespace
+
 // Decodes a chunked body (responses from Prometheus and webhooks are small).
 std::string dechunk(std::string_view body) {
     std::string out;
     while (!body.empty()) {
         auto line_end = body.find("\r\n");
         if (line_end == std::string_view::npos) break;
-        std::size_t size = std::stoul(std::string(body.substr(0, line_end)), nullptr, 16);
+        // from_chars, not stoul: a garbage size from a peer must not throw on the control thread.
+        std::size_t size = 0;
+        auto digits = body.substr(0, line_end);
+        auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), size, 16);
+        if (ec != std::errc{} || end == digits.data()) break;
         body.remove_prefix(line_end + 2);
         if (size == 0 || size > body.size()) break;
         out.append(body.substr(0, size));
@@ -57,8 +64,6 @@ std::string dechunk(std::string_view body) {
     }
     return out;
 }
-
-} // namespace
 
 std::string url_encode(std::string_view text) {
     static const char* hex = "0123456789ABCDEF";

@@ -21,5 +21,7 @@ boost::asio::awaitable<HttpResult> http_request(boost::asio::io_context& io, std
                                                 std::chrono::milliseconds timeout);
 
 std::string url_encode(std::string_view text);
+// A chunked message body, decoded (small bodies; stops at the first bad size).
+std::string dechunk(std::string_view body);
 
 } // namespace releasectl

@@ -7,6 +7,7 @@
 #include "config.hpp"
 #include "daemon.hpp"
 #include "demo.hpp"
+#include "tls_loader.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -21,8 +22,13 @@ namespace {
 int cmd_check(const std::string& path) {
     try {
         Config config = load_config(path);
+        // The certificates are read exactly as `serve` and SIGHUP read them.
+        std::vector<std::string> warnings;
+        auto tls = load_tls_contexts(config, warnings);
+        for (const auto& warning : warnings) std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), warning.c_str());
         std::printf("%s: ok (%zu slots, root %s, admin socket %s)\n", path.c_str(), config.slots.size(),
                     config.root.c_str(), config.admin_socket_path().c_str());
+        if (tls) std::printf("%s: TLS: %s\n", path.c_str(), describe_tls_contexts(*tls).c_str());
         return 0;
     } catch (const ConfigError& e) {
         std::fprintf(stderr, "%s\n", e.what());

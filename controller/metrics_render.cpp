@@ -120,12 +120,14 @@ std::string render_metrics(const MetricsInputs& in) {
 
     for (const auto& slot : in.slots) {
         const auto& s = slot.stats;
-        for (std::size_t cls = 0; cls < s.status_class.size(); ++cls)
+        for (std::size_t cls = 0; cls < s.status_class.size(); ++cls) {
+            const std::uint64_t base = slot.release_baseline[cls];
             w.counter("releasectl_requests_total",
-                      "Requests answered through a slot, by status class (code=\"none\": the client left before a "
-                      "status was sent).",
+                      "Requests answered through a slot, by status class (code=\"none\": no status recorded); "
+                      "counted per release from the moment it was bound to the slot.",
                       {{"slot", slot.name}, {"release", slot.release}, {"code", kStatusCodes[cls]}},
-                      s.status_class[cls]);
+                      s.status_class[cls] >= base ? s.status_class[cls] - base : s.status_class[cls]);
+        }
         w.histogram("releasectl_request_duration_seconds",
                     "Time from the request head to the last response byte, per slot.", {{"slot", slot.name}}, bounds,
                     fold_latency(s), static_cast<double>(s.latency_sum_micros) / 1e6);
@@ -135,9 +137,9 @@ std::string render_metrics(const MetricsInputs& in) {
                       s.upstream_errors[k]);
         w.gauge("releasectl_slot_requests_in_flight", "Requests a slot is serving right now.", {{"slot", slot.name}},
                 static_cast<double>(s.in_flight));
-        w.counter("releasectl_slot_received_bytes_total", "Request body bytes received from clients, per slot.",
+        w.counter("releasectl_slot_received_bytes_total", "Bytes received from clients (request heads and bodies), per slot.",
                   {{"slot", slot.name}}, s.bytes_in);
-        w.counter("releasectl_slot_sent_bytes_total", "Response bytes sent to clients, per slot.",
+        w.counter("releasectl_slot_sent_bytes_total", "Bytes sent to clients (response heads and bodies), per slot.",
                   {{"slot", slot.name}}, s.bytes_out);
         w.gauge("releasectl_slot_weight", "Share of new traffic routed to the slot (percent of the route table).",
                 {{"slot", slot.name}}, slot.weight);

@@ -6,6 +6,7 @@
 #include "proxy/proxy_server.hpp"
 #include "proxy/slot_stats.hpp"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -20,6 +21,9 @@ struct SlotMetrics {
     double weight = 0;   // published route weight (percent)
     bool healthy = false;
     proxy::SlotStats stats; // cumulative, summed over the workers
+    // stats.status_class when `release` was bound to the slot: requests_total
+    // {release} counts that release's requests only (zeros = since start).
+    std::array<std::uint64_t, 6> release_baseline{};
 };
 
 // The standard process_* numbers (what client_golang's process collector reports).

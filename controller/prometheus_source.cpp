@@ -5,6 +5,8 @@
 #include <boost/json/parse.hpp>
 
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace releasectl {
 
@@ -80,8 +82,16 @@ boost::asio::awaitable<std::optional<WindowNumbers>> query_window(boost::asio::i
         std::string query = expand_query(query_template, slot, range);
         std::string url = config.prometheus_url;
         while (!url.empty() && url.back() == '/') url.pop_back();
-        auto response = co_await http_request(io, "GET", url + "/api/v1/query?query=" + url_encode(query), "", "",
-                                               std::chrono::milliseconds(5000));
+        HttpResult response;
+        try {
+            response = co_await http_request(io, "GET", url + "/api/v1/query?query=" + url_encode(query), "", "",
+                                             std::chrono::milliseconds(5000));
+        } catch (const std::exception& e) {
+            // A malformed answer must not end the analysis loop (an exception
+            // escaping it would stop every later check, silently).
+            *why = std::string("prometheus answer unusable: ") + e.what();
+            co_return std::nullopt;
+        }
         if (!response.ok) {
             *why = "prometheus unreachable: " + response.error;
             co_return std::nullopt;
@@ -92,6 +102,11 @@ boost::asio::awaitable<std::optional<WindowNumbers>> query_window(boost::asio::i
     if (!requests) co_return std::nullopt;
     auto errors = co_await instant(config.errors_query);
     if (!errors) co_return std::nullopt;
+    for (double count : {*requests, *errors})
+        if (!std::isfinite(count) || count < 0) {
+            *why = "prometheus returned an impossible request count: " + std::to_string(count);
+            co_return std::nullopt;
+        }
     WindowNumbers numbers;
     numbers.requests = static_cast<std::uint64_t>(std::llround(*requests));
     numbers.errors = static_cast<std::uint64_t>(std::llround(*errors));

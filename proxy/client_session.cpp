@@ -1,18 +1,22 @@
 // One client connection: read a head, choose a slot, relay the request and the
 // response (streaming; both directions at once when a body is involved), loop
-// for keep-alive / pipelining, or become a byte tunnel after a 101.
+// for keep-alive / pipelining, or become a byte tunnel after a 101. The same
+// code serves plain TCP and TLS clients (instantiated for both at the end).
 #include "client_session.hpp"
 
 #include "status_text.hpp"
+#include "tls_context.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <charconv>
@@ -23,6 +27,31 @@ namespace {
 
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 using namespace asio::experimental::awaitable_operators;
+using TlsStream = asio::ssl::stream<tcp::socket>;
+
+// The TCP socket under a client or upstream stream (close, shutdown, options).
+tcp::socket& socket_of(tcp::socket& socket) { return socket; }
+tcp::socket& socket_of(TlsStream& stream) { return stream.next_layer(); }
+UpstreamSocket& socket_of(UpstreamSocket& socket) { return socket; }
+
+// Asio's TLS stream encrypts one buffer per write: a head and a small body
+// would leave as two records and two syscalls. Below this size they are
+// copied into one buffer first.
+constexpr std::size_t kTlsCoalesceLimit = 16 * 1024;
+
+// RFC 8555 HTTP-01 challenges must stay reachable over plain HTTP.
+constexpr std::string_view kAcmeChallengePrefix = "/.well-known/acme-challenge/";
+bool is_acme_challenge(std::string_view target) { return target.starts_with(kAcmeChallengePrefix); }
+
+// "example.com:8080" -> "example.com", "[::1]:8080" -> "[::1]".
+std::string_view host_without_port(std::string_view host) {
+    if (!host.empty() && host.front() == '[') {
+        auto close = host.find(']');
+        return close == std::string_view::npos ? host : host.substr(0, close + 1);
+    }
+    auto colon = host.rfind(':');
+    return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
 
 bool is_idempotent(std::string_view method) {
     return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
@@ -82,65 +111,91 @@ void set_nodelay(int fd) {
 
 } // namespace
 
-ClientSession::ClientSession(Worker& worker, tcp::socket socket, bool tls)
-    : worker_(worker), client_(std::move(socket)), tls_(tls), in_(16 * 1024) {
+template <typename Stream>
+ClientSession<Stream>::ClientSession(Worker& worker, Stream stream)
+    : worker_(worker), client_(std::move(stream)), in_(16 * 1024) {
     bump(worker_.shard().connections_active);
     bump(worker_.shard().connections_total);
     boost::system::error_code ec;
-    auto remote = client_.remote_endpoint(ec);
+    auto remote = socket_of(client_).remote_endpoint(ec);
     if (!ec) {
         auto address = remote.address();
         if (address.is_v6() && address.to_v6().is_v4_mapped())
             address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
         client_ip_ = address.to_string();
     }
-    set_nodelay(client_.native_handle());
+    set_nodelay(socket_of(client_).native_handle());
     worker_.watch(*this);
 }
 
-ClientSession::~ClientSession() { drop(worker_.shard().connections_active); }
+template <typename Stream>
+ClientSession<Stream>::~ClientSession() { drop(worker_.shard().connections_active); }
 
-void ClientSession::close_client() {
+template <typename Stream>
+void ClientSession<Stream>::close_client() {
     boost::system::error_code ignored;
-    client_.close(ignored);
+    socket_of(client_).close(ignored);
 }
 
-void ClientSession::close_upstream() {
+// The end of a connection we decided to close: plain TCP sends FIN; TLS first
+// sends close_notify and waits (briefly) for the client's.
+template <typename Stream>
+asio::awaitable<void> ClientSession<Stream>::close_client_gracefully() {
+    auto& socket = socket_of(client_);
+    if (!socket.is_open()) co_return;
+    boost::system::error_code ignored;
+    if constexpr (kTls) {
+        arm_client(std::chrono::milliseconds(1000));
+        co_await client_.async_shutdown(nothrow_awaitable);
+    } else {
+        socket.shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    socket.close(ignored);
+}
+
+template <typename Stream>
+void ClientSession<Stream>::close_upstream() {
     if (!upstream_) return;
     boost::system::error_code ignored;
     upstream_->socket.close(ignored);
 }
 
-void ClientSession::on_client_deadline() {
+template <typename Stream>
+void ClientSession<Stream>::on_client_deadline() {
     client_timed_out_ = true;
     close_client();
     if (phase_ == Phase::tunnel) close_upstream();
 }
 
-void ClientSession::on_upstream_deadline() {
+template <typename Stream>
+void ClientSession<Stream>::on_upstream_deadline() {
     if (!upstream_) return;
     upstream_timed_out_ = true;
     close_upstream();
 }
 
-void ClientSession::on_drain() {
+template <typename Stream>
+void ClientSession<Stream>::on_drain() {
     if ((phase_ == Phase::idle && in_.empty()) || phase_ == Phase::tunnel) {
         close_client();
         close_upstream();
     }
 }
 
-void ClientSession::on_force_close() {
+template <typename Stream>
+void ClientSession<Stream>::on_force_close() {
     close_client();
     close_upstream();
 }
 
-void ClientSession::count_upstream_error(UpstreamErrorKind kind) {
+template <typename Stream>
+void ClientSession<Stream>::count_upstream_error(UpstreamErrorKind kind) {
     if (slot_ < 0) return;
     bump(worker_.shard().slots[static_cast<std::size_t>(slot_)].upstream_errors[static_cast<std::size_t>(kind)]);
 }
 
-unsigned ClientSession::failure_status(Failure failure) {
+template <typename Stream>
+unsigned ClientSession<Stream>::failure_status(Failure failure) {
     switch (failure) {
     case Failure::connect_timeout:
     case Failure::timeout: return 504;
@@ -148,7 +203,8 @@ unsigned ClientSession::failure_status(Failure failure) {
     }
 }
 
-std::string_view ClientSession::failure_reason(Failure failure) {
+template <typename Stream>
+std::string_view ClientSession<Stream>::failure_reason(Failure failure) {
     switch (failure) {
     case Failure::connect: return "upstream refused the connection";
     case Failure::connect_timeout: return "upstream connect timed out";
@@ -160,8 +216,9 @@ std::string_view ClientSession::failure_reason(Failure failure) {
 
 // ------------------------------------------------------------------ I/O
 
-asio::awaitable<bool> ClientSession::read_client() {
-    if (!in_.prepare(in_.capacity()) || !client_.is_open()) co_return false;
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::read_client() {
+    if (!in_.prepare(in_.capacity()) || !socket_of(client_).is_open()) co_return false;
     auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), nothrow_awaitable);
     if (ec) co_return false;
     in_.commit(n);
@@ -169,21 +226,36 @@ asio::awaitable<bool> ClientSession::read_client() {
     co_return true;
 }
 
-asio::awaitable<bool> ClientSession::write_client(std::span<const asio::const_buffer> buffers) {
-    if (!client_.is_open()) co_return false;
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::write_client(std::span<const asio::const_buffer> buffers) {
+    if (!socket_of(client_).is_open()) co_return false;
     arm_client(worker_.settings().timeouts.client_write);
+    if constexpr (kTls) {
+        std::size_t total = 0;
+        for (const auto& buffer : buffers) total += buffer.size();
+        if (buffers.size() > 1 && total <= kTlsCoalesceLimit) {
+            coalesced_.clear();
+            for (const auto& buffer : buffers) coalesced_.append(static_cast<const char*>(buffer.data()), buffer.size());
+            auto [ec, n] = co_await asio::async_write(client_, asio::buffer(coalesced_), nothrow_awaitable);
+            bytes_out_ += n;
+            if (!ec) response_started_ = true;
+            co_return !ec;
+        }
+    }
     auto [ec, n] = co_await asio::async_write(client_, buffers, nothrow_awaitable);
     bytes_out_ += n;
     if (!ec) response_started_ = true;
     co_return !ec;
 }
 
-asio::awaitable<bool> ClientSession::write_client(std::string_view bytes) {
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::write_client(std::string_view bytes) {
     std::array<asio::const_buffer, 1> one{asio::buffer(bytes.data(), bytes.size())};
     co_return co_await write_client(one);
 }
 
-asio::awaitable<bool> ClientSession::write_upstream(std::span<const asio::const_buffer> buffers) {
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::write_upstream(std::span<const asio::const_buffer> buffers) {
     if (!upstream_ || !upstream_->socket.is_open()) co_return false;
     arm_upstream(worker_.settings().timeouts.upstream_read);
     auto [ec, n] = co_await asio::async_write(upstream_->socket, buffers, nothrow_awaitable);
@@ -192,10 +264,14 @@ asio::awaitable<bool> ClientSession::write_upstream(std::span<const asio::const_
 
 // ------------------------------------------------------------------ main loop
 
-asio::awaitable<void> ClientSession::run() {
+template <typename Stream>
+asio::awaitable<void> ClientSession<Stream>::run() {
     const auto& settings = worker_.settings();
+    if constexpr (kTls) {
+        if (!(co_await handshake())) co_return;
+    }
     bool first = true;
-    while (client_.is_open()) {
+    while (socket_of(client_).is_open()) {
         phase_ = Phase::idle;
         if (worker_.draining() && in_.empty()) break;
         // A fresh connection gets the head deadline; a kept-alive one the idle
@@ -236,33 +312,49 @@ asio::awaitable<void> ClientSession::run() {
         }
         if (!(co_await handle_request(parsed.head_bytes))) break;
     }
-    if (client_.is_open()) {
-        boost::system::error_code ignored;
-        client_.shutdown(tcp::socket::shutdown_send, ignored);
-        client_.close(ignored);
+    co_await close_client_gracefully();
+}
+
+// The TLS handshake under its own deadline (a client that connects and says
+// nothing is a slowloris before the first byte of HTTP).
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::handshake() {
+    if constexpr (kTls) {
+        arm_client(worker_.settings().timeouts.tls_handshake);
+        auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
+        if (ec) {
+            close_client(); // failed handshakes are the client's business: no log line per scanner
+            co_return false;
+        }
     }
+    co_return true;
 }
 
 // Reads and discards what the client still sends for a moment after we decided
 // to close, so the kernel does not answer with RST and destroy our response.
-asio::awaitable<void> ClientSession::linger_close() {
-    if (!client_.is_open()) co_return;
+// TLS has no half-close, so there the client learns of the end from our
+// "Connection: close" and closes itself; we only discard until then.
+template <typename Stream>
+asio::awaitable<void> ClientSession<Stream>::linger_close() {
+    auto& socket = socket_of(client_);
+    if (!socket.is_open()) co_return;
     boost::system::error_code ignored;
-    client_.shutdown(tcp::socket::shutdown_send, ignored);
+    if constexpr (!kTls) socket.shutdown(tcp::socket::shutdown_send, ignored);
     arm_client(std::chrono::milliseconds(1000));
     std::size_t discarded = 0;
-    while (client_.is_open() && discarded < 1024 * 1024) {
+    while (socket.is_open() && discarded < 1024 * 1024) {
         in_.clear();
         auto [ec, n] = co_await client_.async_read_some(asio::buffer(in_.write_ptr(), in_.writable()), nothrow_awaitable);
         if (ec) break;
         discarded += n;
     }
-    client_.close(ignored);
+    socket.close(ignored);
 }
 
-asio::awaitable<void> ClientSession::respond_error(unsigned status, std::string_view reason, bool close) {
+template <typename Stream>
+asio::awaitable<void> ClientSession<Stream>::respond_error(unsigned status, std::string_view reason, bool close) {
     status_ = status;
-    if (response_started_ || !client_.is_open()) co_return;
+    if (response_started_ || !socket_of(client_).is_open()) co_return;
     std::string_view text = status_text(status);
     std::string body;
     body.reserve(96);
@@ -278,6 +370,7 @@ asio::awaitable<void> ClientSession::respond_error(unsigned status, std::string_
     append_decimal(out_, body.size());
     out_.append("\r\n");
     if (!request_id_.empty()) append_field(out_, "X-Request-ID", request_id_);
+    append_security_headers(out_, nullptr);
     if (close) out_.append("Connection: close\r\n");
     out_.append("\r\n");
     bool head_only = head_.method == "HEAD";
@@ -287,7 +380,8 @@ asio::awaitable<void> ClientSession::respond_error(unsigned status, std::string_
 
 // -------------------------------------------------------------- routing
 
-int ClientSession::choose_slot(const RouteTable& table) {
+template <typename Stream>
+int ClientSession<Stream>::choose_slot(const RouteTable& table) {
     // 1. tester override: header, then cookie
     if (!table.override_header.empty()) {
         auto pinned = field_value(head_.fields, table.override_header);
@@ -319,7 +413,8 @@ int ClientSession::choose_slot(const RouteTable& table) {
 
 // ---------------------------------------------------------- one request
 
-asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_bytes) {
     status_ = 0;
     request_error_status_ = 0;
     response_started_ = false;
@@ -348,6 +443,19 @@ asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
                       static_cast<unsigned long long>(worker_.random64()));
         request_id_.assign(hex, 32);
     }
+    if constexpr (!kTls) {
+        if (is_acme_challenge(head_.target)) {
+            // Copied out before any await: the published set may be replaced meanwhile.
+            const std::string* answer = worker_.acme_answer(head_.target.substr(kAcmeChallengePrefix.size()));
+            if (answer) {
+                std::string body = *answer;
+                co_return co_await answer_locally(200, "OK", "Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+                                                  body, head_bytes);
+            }
+        } else if (worker_.settings().redirect_http) {
+            co_return co_await redirect_to_https(head_bytes);
+        }
+    }
 
     const RouteTable& table = worker_.route_table();
     slot_ = choose_slot(table);
@@ -373,7 +481,9 @@ asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
 
     bool body_in_buffer = head_.body == BodyKind::none ||
                           (head_.body == BodyKind::content_length && in_.size() - head_bytes >= head_.content_length);
-    bool retryable = body_in_buffer && (head_.body == BodyKind::none || is_idempotent(head_.method));
+    // Only idempotent requests are replayed: a POST without a body that died on
+    // a reused connection may still have been acted on by the app.
+    bool retryable = body_in_buffer && is_idempotent(head_.method);
     if (body_in_buffer) {
         // Fast path: the whole request is in in_, which stays untouched (and so
         // do head_'s views into it) until the response is done.
@@ -434,7 +544,72 @@ asio::awaitable<bool> ClientSession::handle_request(std::size_t head_bytes) {
     co_return !worker_.draining();
 }
 
-void ClientSession::finish_request() {
+// redirect_http: 308 (method and body are kept by the client) to the same
+// host without its plain port, on the first HTTPS listener's port.
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::redirect_to_https(std::size_t head_bytes) {
+    const std::string_view host = host_without_port(head_.host);
+    if (host.empty()) {
+        slot_ = -1;
+        bump(worker_.shard().requests_rejected);
+        co_await respond_error(400, "a Host header is needed to redirect to https", /*close=*/true);
+        finish_request();
+        co_await linger_close();
+        co_return false;
+    }
+    const auto& listen_tls = worker_.settings().listen_tls;
+    const std::uint16_t port = listen_tls.empty() ? 443 : listen_tls.front().port;
+    std::string location = "Location: https://";
+    location.append(host);
+    if (port != 443) {
+        location.push_back(':');
+        append_decimal(location, port);
+    }
+    location.append(head_.target == "*" ? std::string_view("/") : head_.target);
+    location.append("\r\n");
+    co_return co_await answer_locally(308, "Permanent Redirect", location, {}, head_bytes);
+}
+
+// A response the proxy makes itself (redirect, ACME answer). A request body is
+// not for us: skipped when it is all here already, otherwise the connection
+// closes after the answer (never read as the next request).
+template <typename Stream>
+asio::awaitable<bool> ClientSession<Stream>::answer_locally(unsigned status, std::string_view reason,
+                                                            std::string_view fields, std::string_view body,
+                                                            std::size_t head_bytes) {
+    slot_ = -1;
+    const bool body_in_buffer = head_.body == BodyKind::none || (head_.body == BodyKind::content_length &&
+                                                                 in_.size() - head_bytes >= head_.content_length);
+    const bool close = !body_in_buffer || !head_.keep_alive || worker_.draining();
+    out_.clear();
+    out_.append("HTTP/1.1 ");
+    append_decimal(out_, status);
+    out_.push_back(' ');
+    out_.append(reason);
+    out_.append("\r\n");
+    out_.append(fields);
+    out_.append("Content-Length: ");
+    append_decimal(out_, body.size());
+    out_.append("\r\n");
+    append_security_headers(out_, nullptr);
+    if (close) out_.append("Connection: close\r\n");
+    else if (head_.version_minor == 0) out_.append("Connection: keep-alive\r\n");
+    out_.append("\r\n");
+    if (head_.method != "HEAD") out_.append(body);
+    status_ = status;
+    const bool written = co_await write_client(out_);
+    finish_request();
+    if (!written) co_return false;
+    if (close) {
+        co_await linger_close();
+        co_return false;
+    }
+    in_.consume(head_bytes + (head_.body == BodyKind::content_length ? head_.content_length : 0));
+    co_return true;
+}
+
+template <typename Stream>
+void ClientSession<Stream>::finish_request() {
     auto micros = static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_at_).count());
     if (slot_ >= 0) {
@@ -466,7 +641,8 @@ void ClientSession::finish_request() {
     slot_ = -1;
 }
 
-void ClientSession::build_upstream_head() {
+template <typename Stream>
+void ClientSession<Stream>::build_upstream_head() {
     std::string& out = upstream_head_;
     out.clear();
     out.append(head_.method);
@@ -493,7 +669,7 @@ void ClientSession::build_upstream_head() {
     }
     out.append(client_ip_.empty() ? std::string_view("unknown") : std::string_view(client_ip_));
     out.append("\r\n");
-    append_field(out, "X-Forwarded-Proto", tls_ ? "https" : "http");
+    append_field(out, "X-Forwarded-Proto", kTls ? "https" : "http");
     append_field(out, "X-Forwarded-Host", head_.host);
     append_field(out, "X-Request-ID", request_id_);
     if (head_.upgrade) {
@@ -520,7 +696,8 @@ void ClientSession::build_upstream_head() {
 // One attempt: connection, request, response. Sets retry_allowed_ when the
 // failure happened on a reused connection before any response byte, for a
 // request that is safe to send again.
-asio::awaitable<ClientSession::Failure> ClientSession::attempt(UpstreamPool& pool, bool fresh, bool retryable) {
+template <typename Stream>
+asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::attempt(UpstreamPool& pool, bool fresh, bool retryable) {
     const auto& settings = worker_.settings();
     retry_allowed_ = false;
     upstream_keep_ = false;
@@ -580,7 +757,8 @@ asio::awaitable<ClientSession::Failure> ClientSession::attempt(UpstreamPool& poo
 }
 
 // Streams the request body from the client to the upstream, re-framed.
-asio::awaitable<ClientSession::Failure> ClientSession::send_request_body() {
+template <typename Stream>
+asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::send_request_body() {
     const auto& settings = worker_.settings();
     const auto body_deadline = worker_.now() + settings.timeouts.request_body;
     bool head_sent = false;
@@ -656,7 +834,8 @@ asio::awaitable<ClientSession::Failure> ClientSession::send_request_body() {
 // The receiving half while a body streams up: when it ends before the body
 // did (early answer, failure), it reports the error itself and then makes sure
 // the sending half stops waiting for the client.
-asio::awaitable<ClientSession::Failure> ClientSession::receive_while_sending() {
+template <typename Stream>
+asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::receive_while_sending() {
     Failure failure = co_await receive_response(false);
     if (request_error_status_ != 0) {
         co_await respond_error(request_error_status_, request_error_reason_, true);
@@ -673,7 +852,8 @@ asio::awaitable<ClientSession::Failure> ClientSession::receive_while_sending() {
 }
 
 // Reads the response head (skipping interim 1xx) and streams the response.
-asio::awaitable<ClientSession::Failure> ClientSession::receive_response(bool retryable) {
+template <typename Stream>
+asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::receive_response(bool retryable) {
     const auto& settings = worker_.settings();
     upstream_keep_ = false;
     keep_client_ = false;
@@ -823,7 +1003,8 @@ asio::awaitable<ClientSession::Failure> ClientSession::receive_response(bool ret
     co_return Failure::none;
 }
 
-void ClientSession::build_response_head(bool close_after, bool chunk_to_client) {
+template <typename Stream>
+void ClientSession<Stream>::build_response_head(bool close_after, bool chunk_to_client) {
     std::string& out = out_;
     out.clear();
     out.append("HTTP/1.1 ");
@@ -849,6 +1030,7 @@ void ClientSession::build_response_head(bool close_after, bool chunk_to_client) 
         out.append("\r\n");
         return;
     }
+    append_security_headers(out, &response_.fields);
     if (status == 204 || status == 304 || status < 200) {
         // never a body, never framing headers
     } else if (head_.method == "HEAD") {
@@ -868,8 +1050,30 @@ void ClientSession::build_response_head(bool close_after, bool chunk_to_client) 
     out.append("\r\n");
 }
 
+// The configured security headers the app did not set itself (names compared
+// case-insensitively, so never a duplicate); HSTS only over TLS.
+template <typename Stream>
+void ClientSession<Stream>::append_security_headers(std::string& out, const std::vector<HeaderField>* app_fields) const {
+    for (const auto& header : worker_.settings().security_headers) {
+        if constexpr (!kTls) {
+            if (header.https_only) continue;
+        }
+        bool app_sent_it = false;
+        if (app_fields) {
+            for (const auto& field : *app_fields) {
+                if (field.name.size() == header.name.size() && iequals(field.name, header.name)) {
+                    app_sent_it = true;
+                    break;
+                }
+            }
+        }
+        if (!app_sent_it) append_field(out, header.name, header.value);
+    }
+}
+
 // After a 101: bytes both ways until either side closes or the tunnel idles out.
-asio::awaitable<void> ClientSession::tunnel() {
+template <typename Stream>
+asio::awaitable<void> ClientSession<Stream>::tunnel() {
     phase_ = Phase::tunnel;
     const auto idle = worker_.settings().timeouts.tunnel_idle;
     arm_client(idle);
@@ -897,8 +1101,9 @@ asio::awaitable<void> ClientSession::tunnel() {
             if (wec) break;
             counter += wn;
         }
+        // TCP half-close, also under TLS (a finished tunnel needs no close_notify).
         boost::system::error_code ignored;
-        to.shutdown(asio::socket_base::shutdown_send, ignored);
+        socket_of(to).shutdown(asio::socket_base::shutdown_send, ignored);
     };
     co_await (pump(client_, up.socket, in_, bytes_in_) && pump(up.socket, client_, up.in, bytes_out_));
     close_upstream();
@@ -906,8 +1111,19 @@ asio::awaitable<void> ClientSession::tunnel() {
     phase_ = Phase::request;
 }
 
+template class ClientSession<tcp::socket>;
+template class ClientSession<TlsStream>;
+
 asio::awaitable<void> serve_client(Worker& worker, tcp::socket socket) {
-    ClientSession session(worker, std::move(socket));
+    ClientSession<tcp::socket> session(worker, std::move(socket));
+    co_await session.run();
+}
+
+asio::awaitable<void> serve_tls_client(Worker& worker, tcp::socket socket, std::shared_ptr<const TlsContextSet> contexts) {
+    // The stream owns the SSL object; `contexts` (this frame) outlives both.
+    SSL* ssl = SSL_new(contexts->default_context());
+    if (ssl == nullptr) co_return; // out of memory: the socket closes with this frame
+    ClientSession<TlsStream> session(worker, TlsStream(std::move(socket), ssl));
     co_await session.run();
 }
 

@@ -1,5 +1,6 @@
 #include "proxy_server.hpp"
 
+#include "tls_context.hpp"
 #include "worker.hpp"
 
 #include <spdlog/spdlog.h>
@@ -13,12 +14,15 @@ struct ProxyServer::Impl {
     AccessSink access_sink;
     unsigned worker_count;
     RouteTablePublisher publisher;
+    TlsPublisher tls_publisher;
+    AcmePublisher acme_publisher;
     std::vector<std::unique_ptr<MetricsShard>> shards;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<std::thread> threads;
 
     Impl(ProxySettings s, AccessSink sink, unsigned count)
-        : settings(std::move(s)), access_sink(std::move(sink)), worker_count(count), publisher(count) {}
+        : settings(std::move(s)), access_sink(std::move(sink)), worker_count(count), publisher(count),
+          tls_publisher(count), acme_publisher(count) {}
 };
 
 static unsigned resolve_worker_count(unsigned configured) {
@@ -27,16 +31,26 @@ static unsigned resolve_worker_count(unsigned configured) {
     return cores == 0 ? 1 : cores;
 }
 
-ProxyServer::ProxyServer(ProxySettings settings, RouteTable initial, AccessSink access_sink) {
+ProxyServer::ProxyServer(ProxySettings settings, RouteTable initial, AccessSink access_sink,
+                         std::shared_ptr<const TlsContextSet> tls) {
     unsigned count = resolve_worker_count(settings.workers);
     impl_ = std::make_unique<Impl>(std::move(settings), std::move(access_sink), count);
     if (initial.slots.size() > kMaxSlots) throw std::runtime_error("at most 8 slots are supported");
     impl_->publisher.publish(std::move(initial));
+    if (!impl_->settings.listen_tls.empty() && !tls) {
+        auto loaded = TlsContextSet::load(impl_->settings.certificates);
+        if (loaded.error) throw std::runtime_error("TLS certificate: " + loaded.error->message);
+        tls = std::move(loaded.contexts);
+    }
+    if (tls) impl_->tls_publisher.publish(std::move(tls));
     for (unsigned i = 0; i < count; ++i) {
         impl_->shards.push_back(std::make_unique<MetricsShard>());
-        impl_->workers.push_back(std::make_unique<Worker>(i, impl_->settings, impl_->publisher,
-                                                          *impl_->shards.back(), impl_->access_sink));
+        impl_->workers.push_back(std::make_unique<Worker>(i, impl_->settings, impl_->publisher, impl_->tls_publisher,
+                                                          impl_->acme_publisher, *impl_->shards.back(),
+                                                          impl_->access_sink));
         for (const auto& address : impl_->settings.listen) impl_->workers.back()->add_listener(address);
+        for (const auto& address : impl_->settings.listen_tls)
+            impl_->workers.back()->add_listener(address, /*tls=*/true);
     }
 }
 
@@ -53,6 +67,14 @@ void ProxyServer::start() {
 std::uint64_t ProxyServer::publish(RouteTable table) { return impl_->publisher.publish(std::move(table)); }
 
 RouteTable ProxyServer::route_table() const { return impl_->publisher.current(); }
+
+void ProxyServer::publish_tls(std::shared_ptr<const TlsContextSet> tls) {
+    if (tls) impl_->tls_publisher.publish(std::move(tls));
+}
+
+void ProxyServer::publish_acme_challenges(std::shared_ptr<const AcmeChallenges> challenges) {
+    impl_->acme_publisher.publish(std::move(challenges));
+}
 
 std::vector<SlotStats> ProxyServer::slot_stats() const {
     auto table = impl_->publisher.current();

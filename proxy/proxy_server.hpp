@@ -13,6 +13,9 @@
 
 namespace releasectl::proxy {
 
+class TlsContextSet;          // tls_context.hpp
+struct AcmeChallenges;        // acme_challenges.hpp
+
 struct ProxyStats {
     std::uint64_t connections_active = 0;
     std::uint64_t connections_total = 0;
@@ -34,8 +37,10 @@ class ProxyServer {
 public:
     // Binds every listener (SO_REUSEPORT, one acceptor per worker). Throws
     // std::runtime_error naming the address on failure: startup is the one place
-    // errors are exceptions.
-    ProxyServer(ProxySettings settings, RouteTable initial, AccessSink access_sink = {});
+    // errors are exceptions. With settings.listen_tls, `tls` is what the HTTPS
+    // listeners serve; when null it is loaded from settings.certificates.
+    ProxyServer(ProxySettings settings, RouteTable initial, AccessSink access_sink = {},
+                std::shared_ptr<const TlsContextSet> tls = nullptr);
     ~ProxyServer();
     ProxyServer(const ProxyServer&) = delete;
     ProxyServer& operator=(const ProxyServer&) = delete;
@@ -43,6 +48,11 @@ public:
     void start();                          // spawns the worker threads
     std::uint64_t publish(RouteTable table); // atomic; visible to the next request
     RouteTable route_table() const;
+    // Certificates for new TLS connections from now on (SIGHUP); connections
+    // already open keep theirs. Atomic; the request path takes no lock.
+    void publish_tls(std::shared_ptr<const TlsContextSet> tls);
+    // HTTP-01 answers for pending ACME orders (null or empty: none).
+    void publish_acme_challenges(std::shared_ptr<const AcmeChallenges> challenges);
     std::vector<SlotStats> slot_stats() const; // index == slot index, summed over workers
     ProxyStats stats() const;
     unsigned worker_count() const;

@@ -119,6 +119,14 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return value * factor;
 }
 
+std::vector<SecurityHeader> default_security_headers() {
+    return {
+        {"Strict-Transport-Security", "max-age=31536000", true},
+        {"X-Content-Type-Options", "nosniff", false},
+        {"X-Frame-Options", "DENY", false},
+    };
+}
+
 std::string format_duration(Duration d) {
     auto ms = d.count();
     if (ms % 3'600'000 == 0 && ms != 0) return std::to_string(ms / 3'600'000) + "h";

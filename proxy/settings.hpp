@@ -33,6 +33,7 @@ struct ListenAddress {
     std::uint16_t port = 80;
     static std::optional<ListenAddress> parse(std::string_view text, std::string* error);
     std::string to_string() const;
+    bool operator==(const ListenAddress&) const = default;
 };
 
 struct ProxyLimits {
@@ -54,7 +55,28 @@ struct ProxyTimeouts {
     Duration tunnel_idle{3'600'000};     // WebSocket / Upgrade tunnels
     Duration drain{30'000};              // SIGTERM / slot drain
     Duration client_write{60'000};       // client not reading what we send
+    Duration tls_handshake{10'000};      // TCP accepted .. TLS handshake done
 };
+
+// One certificate the HTTPS listeners serve; the names it answers to come
+// from its subjectAltName DNS entries.
+struct TlsCertificateFiles {
+    std::string cert_path; // PEM: leaf first, then the intermediates (full chain)
+    std::string key_path;  // PEM private key, not readable by other users
+    bool operator==(const TlsCertificateFiles&) const = default;
+};
+
+// A response header the proxy adds when the app did not send it itself.
+struct SecurityHeader {
+    std::string name;
+    std::string value;
+    bool https_only = false; // Strict-Transport-Security means nothing over plain HTTP
+    bool operator==(const SecurityHeader&) const = default;
+};
+
+// Strict-Transport-Security: max-age=31536000 (HTTPS only),
+// X-Content-Type-Options: nosniff, X-Frame-Options: DENY.
+std::vector<SecurityHeader> default_security_headers();
 
 struct ProxySettings {
     std::vector<ListenAddress> listen{ListenAddress{}};
@@ -67,6 +89,13 @@ struct ProxySettings {
     std::vector<std::string> trusted_proxies;
     bool access_log = true;
     std::string access_log_path; // empty = stdout
+    // TLS termination: HTTPS listeners and the certificates they serve (the
+    // first one is the default for clients without SNI or with an unknown name).
+    std::vector<ListenAddress> listen_tls;
+    std::vector<TlsCertificateFiles> certificates;
+    // Plain listeners answer 308 to https:// (except ACME HTTP-01 challenges).
+    bool redirect_http = false;
+    std::vector<SecurityHeader> security_headers = default_security_headers();
 };
 
 // "250ms", "10s", "5m", "1h", "1500" (ms). nullopt on garbage.

@@ -79,8 +79,10 @@ void UpstreamPool::expire(Clock::time_point now) {
 // ---------------------------------------------------------------- worker
 
 Worker::Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
-               MetricsShard& shard, const AccessSink& access_sink)
-    : index_(index), settings_(settings), publisher_(publisher), shard_(shard),
+               TlsPublisher& tls_publisher, AcmePublisher& acme_publisher, MetricsShard& shard,
+               const AccessSink& access_sink)
+    : index_(index), settings_(settings), publisher_(publisher), tls_publisher_(tls_publisher),
+      acme_publisher_(acme_publisher), shard_(shard),
       access_sink_(access_sink), rng_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {
     for (const auto& entry : settings.trusted_proxies) {
         auto error = trusted_.add(entry);
@@ -88,7 +90,7 @@ Worker::Worker(unsigned index, const ProxySettings& settings, RouteTablePublishe
     }
 }
 
-void Worker::add_listener(const ListenAddress& address) {
+void Worker::add_listener(const ListenAddress& address, bool tls) {
     boost::system::error_code ec;
     std::string host = address.host == "localhost" ? "127.0.0.1" : address.host;
     auto ip = asio::ip::make_address(host, ec);
@@ -106,7 +108,7 @@ void Worker::add_listener(const ListenAddress& address) {
     if (!ec) acceptor->bind(endpoint, ec);
     if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("cannot listen on " + address.to_string() + ": " + ec.message());
-    acceptors_.push_back(std::move(acceptor));
+    listeners_.push_back(Listener{std::move(acceptor), tls});
 }
 
 UpstreamPool& Worker::pool_for(const RouteTable& table, int slot) {
@@ -118,15 +120,15 @@ UpstreamPool& Worker::pool_for(const RouteTable& table, int slot) {
 }
 
 void Worker::run() {
-    for (auto& acceptor : acceptors_) asio::co_spawn(ioc_, accept_loop(*acceptor), asio::detached);
+    for (auto& listener : listeners_) asio::co_spawn(ioc_, accept_loop(listener), asio::detached);
     asio::co_spawn(ioc_, sweep_loop(), asio::detached);
     ioc_.run();
 }
 
-asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor) {
+asio::awaitable<void> Worker::accept_loop(Listener& listener) {
     asio::steady_timer backoff(ioc_);
     while (!draining_) {
-        auto [ec, socket] = co_await acceptor.async_accept(nothrow_awaitable);
+        auto [ec, socket] = co_await listener.acceptor->async_accept(nothrow_awaitable);
         if (ec) {
             if (draining_ || ec == asio::error::operation_aborted) break;
             // EMFILE/ENFILE: back off briefly instead of spinning.
@@ -135,7 +137,15 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acceptor) {
             co_await backoff.async_wait(nothrow_awaitable);
             continue;
         }
-        asio::co_spawn(ioc_, serve_client(*this, std::move(socket)), asio::detached);
+        if (!listener.tls) {
+            asio::co_spawn(ioc_, serve_client(*this, std::move(socket)), asio::detached);
+            continue;
+        }
+        // The contexts published right now; a reload later does not touch
+        // this connection (it holds its own reference).
+        std::shared_ptr<const TlsContextSet> contexts = tls_publisher_.load(index_);
+        if (!contexts) continue; // never published: nothing to offer, drop the connection
+        asio::co_spawn(ioc_, serve_tls_client(*this, std::move(socket), std::move(contexts)), asio::detached);
     }
 }
 
@@ -147,6 +157,8 @@ asio::awaitable<void> Worker::sweep_loop() {
         coarse_now_ = Clock::now();
         // Keeps route-table reclamation moving even when this worker is idle.
         (void)publisher_.load(index_);
+        (void)tls_publisher_.load(index_);
+        (void)acme_publisher_.load(index_);
         for (auto& pool : pools_) pool.expire(coarse_now_);
         if (draining_ && coarse_now_ >= drain_deadline_) {
             for (auto it = watched_.begin(); it != watched_.end();) (it++)->on_force_close();
@@ -175,9 +187,9 @@ void Worker::drain_now() {
     if (draining_) return;
     draining_ = true;
     drain_deadline_ = Clock::now() + settings_.timeouts.drain;
-    for (auto& acceptor : acceptors_) {
+    for (auto& listener : listeners_) {
         boost::system::error_code ignored;
-        acceptor->close(ignored);
+        listener.acceptor->close(ignored);
     }
     for (auto it = watched_.begin(); it != watched_.end();) (it++)->on_drain();
 }

@@ -1,7 +1,9 @@
 #pragma once
 // One data-plane worker: its own io_context, acceptors (SO_REUSEPORT), upstream
 // pools, metric shard and routing state. Internal to proxy/.
+#include "acme_challenges.hpp"
 #include "byte_buffer.hpp"
+#include "epoch_publisher.hpp"
 #include "metrics_shard.hpp"
 #include "proxy_server.hpp"
 #include "route_table.hpp"
@@ -27,6 +29,10 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using UpstreamSocket = asio::generic::stream_protocol::socket;
+
+class TlsContextSet;
+using TlsPublisher = EpochPublisher<TlsContextSet>;
+using AcmePublisher = EpochPublisher<AcmeChallenges>;
 
 // Something with a deadline the worker's sweeper enforces (client sessions).
 // A deadline is a plain store, so arming it per I/O costs nothing; the sweeper
@@ -81,11 +87,14 @@ private:
 class Worker {
 public:
     Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
-           MetricsShard& shard, const AccessSink& access_sink);
+           TlsPublisher& tls_publisher, AcmePublisher& acme_publisher, MetricsShard& shard,
+           const AccessSink& access_sink);
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    void add_listener(const ListenAddress& address); // throws on bind failure
+    // Throws on bind failure. A TLS listener hands each connection the TLS
+    // contexts published at accept time.
+    void add_listener(const ListenAddress& address, bool tls = false);
     void run();                                      // thread body
     void begin_drain();                              // thread-safe
 
@@ -93,6 +102,12 @@ public:
     asio::io_context& io() { return ioc_; }
     const ProxySettings& settings() const { return settings_; }
     const RouteTable& route_table() { return publisher_.load(index_); }
+    // The key authorization for an HTTP-01 token, or null. Valid until this
+    // worker's next load: copy it before awaiting anything.
+    const std::string* acme_answer(std::string_view token) {
+        const auto& challenges = acme_publisher_.load(index_);
+        return challenges ? challenges->find(token) : nullptr;
+    }
     MetricsShard& shard() { return shard_; }
     UpstreamPool& pool_for(const RouteTable& table, int slot);
     SmoothWeightedRoundRobin& round_robin() { return round_robin_; }
@@ -104,17 +119,23 @@ public:
     void watch(Watched& item) { watched_.push_back(item); }
 
 private:
-    asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
+    struct Listener {
+        std::unique_ptr<tcp::acceptor> acceptor;
+        bool tls = false;
+    };
+    asio::awaitable<void> accept_loop(Listener& listener);
     asio::awaitable<void> sweep_loop();
     void drain_now();
 
     unsigned index_;
     const ProxySettings& settings_;
     RouteTablePublisher& publisher_;
+    TlsPublisher& tls_publisher_;
+    AcmePublisher& acme_publisher_;
     MetricsShard& shard_;
     const AccessSink& access_sink_;
     asio::io_context ioc_{1};
-    std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+    std::vector<Listener> listeners_;
     std::array<UpstreamPool, kMaxSlots> pools_;
     SmoothWeightedRoundRobin round_robin_;
     TrustedProxies trusted_;
@@ -125,7 +146,10 @@ private:
     bool draining_ = false;
 };
 
-// Runs one client connection to completion (client_session.cpp).
+// Run one client connection to completion (client_session.cpp). A TLS
+// connection keeps `contexts` (its certificates) alive for its whole life.
 asio::awaitable<void> serve_client(Worker& worker, tcp::socket socket);
+asio::awaitable<void> serve_tls_client(Worker& worker, tcp::socket socket,
+                                       std::shared_ptr<const TlsContextSet> contexts);
 
 } // namespace releasectl::proxy

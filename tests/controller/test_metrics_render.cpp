@@ -404,6 +404,28 @@ TEST_CASE("series values: status classes, errors, gauges, one-hot state, rollbac
     CHECK(value("process_start_time_seconds", {}) == 1.7e9);
 }
 
+TEST_CASE("requests_total{release} counts from the release's baseline; per-slot series stay cumulative") {
+    auto in = sample_inputs();
+    // blue served {3, 1, 4000, 50, 40, 5} for an earlier release before this one was bound.
+    in.slots[0].release_baseline = {3, 1, 4000, 50, 40, 5};
+    auto ex = parse(render_metrics(in));
+    auto value = [&](const std::string& name, std::map<std::string, std::string> labels) -> double {
+        for (const auto& s : ex.samples)
+            if (s.name == name && s.labels == labels) return s.value;
+        FAIL("missing " << name);
+        return -1;
+    };
+    const std::string blue_release = "20240101120000";
+    CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "2xx"}}) == 900);
+    CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "5xx"}}) == 3);
+    CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "none"}}) == 0);
+    // The histogram and the other per-slot counters have no release label: untouched.
+    CHECK(value("releasectl_request_duration_seconds_count", {{"slot", "blue"}}) == 5002);
+    CHECK(value("releasectl_slot_received_bytes_total", {{"slot", "blue"}}) == 1000);
+    // green has no baseline: everything since start.
+    CHECK(value("releasectl_requests_total", {{"slot", "green"}, {"release", "20240102130000"}, {"code", "2xx"}}) == 4900);
+}
+
 TEST_CASE("label values from the outside world are escaped") {
     auto in = sample_inputs();
     in.slots[0].release = "weird \"release\"\\with\nnewline";

@@ -1,0 +1,21 @@
+#pragma once
+// Turns a config's [[tls.certificates]] into the proxy's TLS contexts, with
+// errors phrased like every other config error.
+#include "config.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace releasectl {
+namespace proxy { class TlsContextSet; }
+
+// Null when no certificate is configured. Throws ConfigError
+// "file:line:column: tls.certificates[i].key: <why, naming the file>";
+// `warnings` gets what is usable but suspicious (an expired certificate).
+std::shared_ptr<const proxy::TlsContextSet> load_tls_contexts(const Config& config, std::vector<std::string>& warnings);
+
+// "2 certificates: example.com, *.example.com (default: example.com)" for logs.
+std::string describe_tls_contexts(const proxy::TlsContextSet& contexts);
+
+} // namespace releasectl
