@@ -47,6 +47,18 @@ public:
         return true;
     }
 
+    // Grows the buffer to `capacity` (never shrinks), keeping unread bytes: big
+    // bodies are then relayed in fewer, larger reads and writes.
+    void reserve(std::size_t capacity) {
+        if (capacity_ >= capacity) return;
+        auto bigger = std::make_unique<char[]>(capacity);
+        std::memcpy(bigger.get(), data_.get() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+        data_ = std::move(bigger);
+        capacity_ = capacity;
+    }
+
 private:
     std::unique_ptr<char[]> data_;
     std::size_t capacity_;

@@ -922,6 +922,10 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
     bool head_written = false;
     bool upstream_eof = false;
     std::uint64_t remaining = response_.content_length;
+    // A body larger than the buffer: relay it in 64 KiB reads rather than 16 KiB
+    // (a quarter of the syscalls for big downloads).
+    constexpr std::size_t kLargeBodyBuffer = 64 * 1024;
+    if (response_.body == BodyKind::content_length && remaining > up.in.capacity()) up.in.reserve(kLargeBodyBuffer);
     ChunkedDecoder decoder;
     for (;;) {
         std::array<asio::const_buffer, 2> buffers;
