@@ -23,7 +23,6 @@ namespace {
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr int kMaxPolls = 120;
 constexpr std::chrono::milliseconds kPollInterval{500};
-constexpr std::chrono::hours kCheckInterval{12};
 
 std::optional<json::object> parse_object(const std::string& text) {
     boost::system::error_code ec;
@@ -157,7 +156,7 @@ asio::awaitable<void> AcmeClient::maintain() {
                          state ? state->not_after : "?");
             if (hooks_.certificate_changed) hooks_.certificate_changed();
         }
-        co_await sleep_for(kCheckInterval);
+        co_await sleep_for(config_.check_interval);
     }
 }
 

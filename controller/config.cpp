@@ -319,6 +319,7 @@ private:
                   {"ca_bundle", [&](auto& n, auto& k) { a.ca_bundle = string(n, k); }},
                   {"renew_before", [&](auto& n, auto& k) { a.renew_before = duration(n, k); }},
                   {"retry_interval", [&](auto& n, auto& k) { a.retry_interval = duration(n, k); }},
+                  {"check_interval", [&](auto& n, auto& k) { a.check_interval = duration(n, k); }},
               });
         if (a.directory.empty())
             fail(t.source(), prefix + ".directory",

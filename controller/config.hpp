@@ -117,6 +117,7 @@ struct AcmeConfig {
     std::string ca_bundle;                  // PEM to trust for the directory (private CA, tests)
     Duration renew_before{30LL * 24 * 3600 * 1000};
     Duration retry_interval{60'000};        // after a failed order
+    Duration check_interval{12LL * 3600 * 1000}; // how often the certificate's lifetime is looked at
     std::string location;                   // "file:line:column" of [tls.acme]
 
     std::string certificate_path() const;  // <storage>/<domains[0]>.pem (full chain)

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -51,8 +52,9 @@ backend = start_demo_app(backend_port, release="acme-r1", slot="blue")
 
 
 class AcmeDaemon(Daemon):
-    def __init__(self, root=None):
+    def __init__(self, root=None, extra_acme=()):
         self.tls_port = free_port()
+        self.extra_acme = list(extra_acme)
         super().__init__({"blue": f"127.0.0.1:{backend_port}"}, {"blue": 100}, workers=2, root=root)
 
     def config_text(self):
@@ -63,7 +65,7 @@ class AcmeDaemon(Daemon):
         lines += ["[slots.blue]", f'upstream = "127.0.0.1:{backend_port}"', "[weights]", "blue = 100"]
         lines += ["[tls.acme]", f'directory = "https://127.0.0.1:{ACME_PORT}/dir"',
                   'domains = ["acme.test", "www.acme.test"]', 'email = "ops@acme.test"',
-                  f'ca_bundle = "{path("ca.pem")}"', 'retry_interval = "2s"']
+                  f'ca_bundle = "{path("ca.pem")}"', 'retry_interval = "2s"'] + self.extra_acme
         return "\n".join(lines) + "\n"
 
     def wait_log(self, text, timeout=60):
@@ -179,6 +181,77 @@ def test_restart_keeps_the_certificate():
         expect("Pebble" in issuer, f"issuer {issuer}")
     finally:
         expect(again.stop() == 0, "clean stop after restart")
+
+
+def served_serial(name):
+    context = ssl.create_default_context(cafile=path("pebble-root.pem"))
+    with socket.create_connection(("127.0.0.1", daemon.tls_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=name) as s:
+            der = s.getpeercert(binary_form=True)
+    proc = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-serial"], input=der,
+                          stdout=subprocess.PIPE, timeout=10)
+    return proc.stdout.decode().strip()
+
+
+def test_renewal_under_load():
+    # renew_before longer than any pebble certificate lives: every check finds the
+    # certificate due, so the daemon renews it within seconds. HTTPS clients (new
+    # connections each time, verifying against pebble's root) run throughout.
+    renewing = AcmeDaemon(root=daemon.root, extra_acme=['renew_before = "876000h"', 'check_interval = "1s"'])
+    renewing.port, renewing.tls_port = daemon.port, daemon.tls_port  # pebble validates on daemon.port
+    renewing.write_config()
+    renewing.start()
+    stop_load = threading.Event()
+    results = {"ok": 0, "failed": []}
+    lock = threading.Lock()
+
+    def load():
+        context = ssl.create_default_context(cafile=path("pebble-root.pem"))
+        while not stop_load.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", renewing.tls_port), timeout=10) as raw:
+                    with context.wrap_socket(raw, server_hostname="acme.test") as s:
+                        s.sendall(b"GET / HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n")
+                        data = b""
+                        while True:
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                break
+                            data += chunk
+                ok = data.startswith(b"HTTP/1.1 200")
+                with lock:
+                    if ok:
+                        results["ok"] += 1
+                    else:
+                        results["failed"].append(data[:120])
+            except Exception as e:  # noqa: BLE001 - every failure is the finding
+                with lock:
+                    results["failed"].append(repr(e))
+
+    try:
+        wait_for_port(renewing.tls_port, proc=renewing.proc)
+        before = served_serial("acme.test")
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 60
+            after = before
+            while time.monotonic() < deadline and after == before:
+                time.sleep(0.2)
+                after = served_serial("acme.test")
+            time.sleep(1.0)  # keep the load on across the swap
+        finally:
+            stop_load.set()
+            for t in threads:
+                t.join(timeout=30)
+        expect(after != before, f"certificate not renewed within 60 s (serial {before}):\n{renewing.log_text()[-2000:]}")
+        expect("ordering a certificate" in renewing.log_text(), "no renewal order in the log")
+        expect(results["ok"] > 20 and not results["failed"],
+               f"{results['ok']} ok, failures during renewal: {results['failed'][:5]}")
+        print(f"     renewed: serial {before} -> {after}; {results['ok']} HTTPS requests on new connections, 0 failed")
+    finally:
+        expect(renewing.stop() == 0, "clean stop after renewal")
 
 
 for name, fn in list(globals().items()):
