@@ -7,7 +7,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <cctype>
 #include <charconv>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 
@@ -18,14 +20,21 @@ using tcp = asio::ip::tcp;
 namespace {
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 
-struct Url {
-    std::string host, port = "80", target = "/";
-};
+} // namespace
 
-std::optional<Url> parse_url(std::string_view url) {
-    if (!url.starts_with("http://")) return std::nullopt;
-    std::string rest(url.substr(7));
-    Url out;
+std::optional<HttpUrl> parse_http_url(std::string_view url) {
+    HttpUrl out;
+    if (url.starts_with("http://")) {
+        url.remove_prefix(7);
+        out.port = "80";
+    } else if (url.starts_with("https://")) {
+        url.remove_prefix(8);
+        out.tls = true;
+        out.port = "443";
+    } else {
+        return std::nullopt;
+    }
+    std::string rest(url);
     if (auto slash = rest.find('/'); slash != std::string::npos) {
         out.target = rest.substr(slash);
         rest.resize(slash);
@@ -40,11 +49,66 @@ std::optional<Url> parse_url(std::string_view url) {
         rest.resize(colon);
     }
     out.host = rest;
-    if (out.host.empty()) return std::nullopt;
+    if (out.host.empty() || out.port.empty()) return std::nullopt;
     return out;
 }
 
-} // namespace
+std::string request_message(const std::string& method, const HttpUrl& url, std::string_view accept,
+                            const std::string& body, const std::string& content_type) {
+    const bool default_port = url.port == (url.tls ? "443" : "80");
+    const bool ipv6 = url.host.find(':') != std::string::npos;
+    std::string message = method + " " + url.target + " HTTP/1.1\r\nHost: " + (ipv6 ? "[" + url.host + "]" : url.host) +
+                          (default_port ? "" : ":" + url.port) + "\r\nUser-Agent: releasectl\r\nAccept: ";
+    message.append(accept).append("\r\nConnection: close\r\n");
+    if (!body.empty() || method == "POST")
+        message += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    message += "\r\n" + body;
+    return message;
+}
+
+std::string ParsedResponse::field(std::string_view name) const {
+    std::string_view rest(head);
+    while (true) {
+        auto eol = rest.find("\r\n");
+        if (eol == std::string_view::npos) return {};
+        rest.remove_prefix(eol + 2);
+        auto line = rest.substr(0, rest.find("\r\n"));
+        auto colon = line.find(':');
+        if (colon != name.size()) continue;
+        bool same = true;
+        for (std::size_t i = 0; i < colon && same; ++i)
+            same = std::tolower(static_cast<unsigned char>(line[i])) == std::tolower(static_cast<unsigned char>(name[i]));
+        if (!same) continue;
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+        return std::string(value);
+    }
+}
+
+ParsedResponse parse_response(const std::string& response, bool head_request) {
+    ParsedResponse out;
+    auto head_end = response.find("\r\n\r\n");
+    if (response.size() < 12 || !response.starts_with("HTTP/1.") || head_end == std::string::npos) {
+        out.error = "malformed response";
+        return out;
+    }
+    out.status = static_cast<unsigned>(std::atoi(response.c_str() + 9));
+    out.head = response.substr(0, head_end + 2);
+    out.body = response.substr(head_end + 4);
+    std::string coding = out.field("transfer-encoding");
+    for (auto& c : coding) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (coding == "chunked") {
+        out.body = dechunk(out.body);
+    } else if (auto length = out.field("content-length"); !length.empty() && !head_request) {
+        if (out.body.size() < static_cast<std::size_t>(std::atoll(length.c_str()))) {
+            out.error = "response body cut short";
+            return out;
+        }
+    }
+    out.ok = true;
+    return out;
+}
 
 // Decodes a chunked body (responses from Prometheus and webhooks are small).
 std::string dechunk(std::string_view body) {
@@ -83,8 +147,8 @@ std::string url_encode(std::string_view text) {
 asio::awaitable<HttpResult> http_request(asio::io_context& io, std::string method, std::string url, std::string body,
                                          std::string content_type, std::chrono::milliseconds timeout) {
     HttpResult result;
-    auto parsed = parse_url(url);
-    if (!parsed) {
+    auto parsed = parse_http_url(url);
+    if (!parsed || parsed->tls) {
         result.error = "unsupported URL (http://host:port/path expected): " + url;
         co_return result;
     }
@@ -106,11 +170,7 @@ asio::awaitable<HttpResult> http_request(asio::io_context& io, std::string metho
         failure = cec;
     }
     if (!failure) {
-        std::string request = method + " " + parsed->target + " HTTP/1.1\r\nHost: " + parsed->host + ":" + parsed->port +
-                              "\r\nUser-Agent: releasectl\r\nAccept: application/json\r\nConnection: close\r\n";
-        if (!body.empty() || method == "POST")
-            request += "Content-Type: " + content_type + "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-        request += "\r\n" + body;
+        std::string request = request_message(method, *parsed, "application/json", body, content_type);
         auto [wec, wn] = co_await asio::async_write(*socket, asio::buffer(request), nothrow_awaitable);
         failure = wec;
     }
@@ -131,17 +191,11 @@ asio::awaitable<HttpResult> http_request(asio::io_context& io, std::string metho
         result.error = *timed_out ? "timed out" : failure.message();
         co_return result;
     }
-    auto head_end = response.find("\r\n\r\n");
-    if (response.size() < 12 || !response.starts_with("HTTP/1.") || head_end == std::string::npos) {
-        result.error = "malformed response";
-        co_return result;
-    }
-    result.ok = true;
-    result.status = static_cast<unsigned>(std::atoi(response.c_str() + 9));
-    std::string head = response.substr(0, head_end);
-    for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    result.body = response.substr(head_end + 4);
-    if (head.find("transfer-encoding: chunked") != std::string::npos) result.body = dechunk(result.body);
+    auto parsed_response = parse_response(response, method == "HEAD");
+    result.ok = parsed_response.ok;
+    result.status = parsed_response.status;
+    result.body = std::move(parsed_response.body);
+    result.error = std::move(parsed_response.error);
     co_return result;
 }
 

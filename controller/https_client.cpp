@@ -26,50 +26,12 @@ namespace {
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxResponseBytes = 4 * 1024 * 1024;
 
-struct HttpsUrl {
-    std::string host, port = "443", target = "/";
-};
-
-std::optional<HttpsUrl> parse_https_url(std::string_view url) {
-    if (!url.starts_with("https://")) return std::nullopt;
-    std::string rest(url.substr(8));
-    HttpsUrl out;
-    if (auto slash = rest.find('/'); slash != std::string::npos) {
-        out.target = rest.substr(slash);
-        rest.resize(slash);
-    }
-    if (!rest.empty() && rest.front() == '[') {
-        auto close = rest.find(']');
-        if (close == std::string::npos) return std::nullopt;
-        if (close + 1 < rest.size() && rest[close + 1] == ':') out.port = rest.substr(close + 2);
-        rest = rest.substr(1, close - 1);
-    } else if (auto colon = rest.rfind(':'); colon != std::string::npos) {
-        out.port = rest.substr(colon + 1);
-        rest.resize(colon);
-    }
-    out.host = rest;
-    if (out.host.empty()) return std::nullopt;
-    return out;
-}
-
-// The value of `name` (lower case, with the colon) in a lower-cased head copy.
-std::string header_value(const std::string& head, const std::string& lower_head, std::string_view name) {
-    auto at = lower_head.find(name);
-    if (at == std::string::npos) return {};
-    auto start = at + name.size();
-    auto end = head.find("\r\n", start);
-    std::string value = head.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
-    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-    return value;
-}
-
 } // namespace
 
 asio::awaitable<HttpsResponse> https_request(asio::io_context& io, HttpsRequest request) {
     HttpsResponse result;
-    auto url = parse_https_url(request.url);
-    if (!url) {
+    auto url = parse_http_url(request.url);
+    if (!url || !url->tls) {
         result.error = "unsupported URL (https://host[:port]/path expected): " + request.url;
         co_return result;
     }
@@ -109,13 +71,7 @@ asio::awaitable<HttpsResponse> https_request(asio::io_context& io, HttpsRequest 
         failure = hec;
     }
     if (!failure) {
-        std::string head = request.method + " " + url->target + " HTTP/1.1\r\nHost: " + url->host +
-                           (url->port == "443" ? "" : ":" + url->port) +
-                           "\r\nUser-Agent: releasectl\r\nAccept: */*\r\nConnection: close\r\n";
-        if (!request.body.empty() || request.method == "POST")
-            head += "Content-Type: " + request.content_type + "\r\nContent-Length: " + std::to_string(request.body.size()) +
-                    "\r\n";
-        head += "\r\n" + request.body;
+        std::string head = request_message(request.method, *url, "*/*", request.body, request.content_type);
         auto [wec, wn] = co_await asio::async_write(*stream, asio::buffer(head), nothrow_awaitable);
         failure = wec;
     }
@@ -138,26 +94,13 @@ asio::awaitable<HttpsResponse> https_request(asio::io_context& io, HttpsRequest 
         result.error = *timed_out ? "timed out" : failure.message();
         co_return result;
     }
-    auto head_end = response.find("\r\n\r\n");
-    if (response.size() < 12 || !response.starts_with("HTTP/1.") || head_end == std::string::npos) {
-        result.error = "malformed response";
-        co_return result;
-    }
-    result.status = static_cast<unsigned>(std::atoi(response.c_str() + 9));
-    const std::string head = response.substr(0, head_end + 2);
-    std::string lower = head;
-    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    result.location = header_value(head, lower, "\r\nlocation:");
-    result.replay_nonce = header_value(head, lower, "\r\nreplay-nonce:");
-    result.body = response.substr(head_end + 4);
-    if (header_value(lower, lower, "\r\ntransfer-encoding:") == "chunked") result.body = dechunk(result.body);
-    else if (auto length = header_value(head, lower, "\r\ncontent-length:"); !length.empty() && request.method != "HEAD") {
-        if (result.body.size() < static_cast<std::size_t>(std::atoll(length.c_str()))) {
-            result.error = "response body cut short";
-            co_return result;
-        }
-    }
-    result.ok = true;
+    auto parsed = parse_response(response, request.method == "HEAD");
+    result.ok = parsed.ok;
+    result.status = parsed.status;
+    result.error = std::move(parsed.error);
+    result.location = parsed.field("location");
+    result.replay_nonce = parsed.field("replay-nonce");
+    result.body = std::move(parsed.body);
     co_return result;
 }
 
