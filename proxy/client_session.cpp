@@ -438,9 +438,13 @@ asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_byt
     if (valid_request_id(id)) {
         request_id_.assign(id);
     } else {
-        char hex[40];
-        std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(worker_.random64()),
-                      static_cast<unsigned long long>(worker_.random64()));
+        // 32 lowercase hex digits from two random words (no printf on the request path).
+        static constexpr char kHex[] = "0123456789abcdef";
+        char hex[32];
+        for (std::size_t word = 0; word < 2; ++word) {
+            std::uint64_t bits = worker_.random64();
+            for (std::size_t i = 0; i < 16; ++i, bits >>= 4) hex[word * 16 + 15 - i] = kHex[bits & 15];
+        }
         request_id_.assign(hex, 32);
     }
     if constexpr (!kTls) {
