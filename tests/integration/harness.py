@@ -147,6 +147,38 @@ class Daemon:
         return 0
 
 
+def read_response(s):
+    """Reads one response (Content-Length, chunked, or no body) from a socket:
+    (status, {lower name: value}, body bytes incl. chunk framing, head length)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response head")
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        need = int(headers["content-length"])
+        while len(rest) < need:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed inside a body")
+            rest += chunk
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        while not rest.endswith(b"0\r\n\r\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed inside a chunked body")
+            rest += chunk
+    return status, headers, rest, len(head) + 4
+
+
 def raw_exchange(port, data, timeout=5.0, read_until_close=True, shutdown_write=False):
     """Sends raw bytes and returns everything read until the peer closes or the
     timeout passes, plus whether the peer closed."""
@@ -424,32 +456,7 @@ class KeepAliveLoad:
     def _exchange(self, s, request):
         """One request on a kept-alive connection: (status, release, keep)."""
         s.sendall(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed before a response head")
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        if "content-length" in headers:
-            need = int(headers["content-length"])
-            while len(rest) < need:
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed inside a body")
-                rest += chunk
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            while not rest.endswith(b"0\r\n\r\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed inside a chunked body")
-                rest += chunk
+        status, headers, _, _ = read_response(s)
         keep = headers.get("connection", "").lower() != "close"
         return status, headers.get("x-release", ""), keep
 

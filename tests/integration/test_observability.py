@@ -44,7 +44,7 @@ import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 
-from harness import Checks, RolloutDaemon, expect, free_port, write_demo_release
+from harness import Checks, RolloutDaemon, expect, free_port, read_response, write_demo_release
 from test_metrics_promtool import PrometheusServer, check_exposition, parse_exposition, promtool_check_metrics
 
 TOKEN = "obs-s3cret-token"
@@ -169,27 +169,9 @@ class IdLoad:
     @staticmethod
     def _exchange(s, request):
         s.sendall(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed before a response head")
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        headers = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            headers[k.strip().lower()] = v.strip()
-        need = int(headers.get("content-length", "0"))
-        while len(rest) < need:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed inside a body")
-            rest += chunk
-        expect(len(rest) == need, "bytes after the response body (no pipelining here)")
-        return status, headers, len(head) + 4 + len(rest)
+        status, headers, body, head_length = read_response(s)
+        expect(len(body) == int(headers.get("content-length", "0")), "bytes after the response body (no pipelining here)")
+        return status, headers, head_length + len(body)
 
     def _run(self, index):
         rng = random.Random(f"{self.prefix}-{index}")
