@@ -407,20 +407,46 @@ private:
             if (!valid_name) fail(value->source(), key, "slot names use letters, digits, '-' and '_' (at most 32)");
             const toml::table& slot_table = table(*value, key);
             SlotConfig slot{name, {}};
+            slot.tls_location = fmt::format("{}:{}:{}", source_, value->source().begin.line, value->source().begin.column);
             bool has_upstream = false;
+            const toml::node* tls_key = nullptr; // the first tls_* key, to point at when upstream is not https
+            std::string tls_key_name;
+            auto note_tls_key = [&](const toml::node& n, const std::string& k) {
+                if (!tls_key) {
+                    tls_key = &n;
+                    tls_key_name = k;
+                }
+            };
             visit(slot_table, key,
                   {{"upstream", [&](auto& n, auto& k) {
                         std::string text = string(n, k), error;
                         auto parsed = proxy::UpstreamAddress::parse(text, &error);
                         if (!parsed) fail(n.source(), k, fmt::format("invalid upstream \"{}\": {}", text, error));
                         for (const SlotConfig& other : config_.slots)
-                            if (other.upstream == *parsed)
+                            if (other.upstream.kind == parsed->kind && other.upstream.host == parsed->host &&
+                                other.upstream.port == parsed->port && other.upstream.path == parsed->path)
                                 fail(n.source(), k, fmt::format("same upstream as slots.{}", other.name));
                         slot.upstream = *parsed;
                         has_upstream = true;
+                    }},
+                   {"tls_verify", [&](auto& n, auto& k) { slot.tls.verify = boolean(n, k); note_tls_key(n, k); }},
+                   {"tls_ca_bundle", [&](auto& n, auto& k) {
+                        slot.tls.ca_bundle = path(n, k);
+                        slot.tls_location = fmt::format("{}:{}:{}", source_, n.source().begin.line, n.source().begin.column);
+                        note_tls_key(n, k);
+                    }},
+                   {"tls_server_name", [&](auto& n, auto& k) {
+                        slot.tls.server_name = string(n, k);
+                        note_tls_key(n, k);
+                        if (slot.tls.server_name.empty() ||
+                            slot.tls.server_name.find_first_of(" /:\t") != std::string::npos)
+                            fail(n.source(), k, "a host name such as \"app.internal\" (no port, no scheme)");
                     }}});
             if (!has_upstream)
                 fail(value->source(), key + ".upstream", "missing (e.g. upstream = \"127.0.0.1:9001\")");
+            if (tls_key && !slot.upstream.tls)
+                fail(tls_key->source(), tls_key_name,
+                     fmt::format("only for an https:// upstream (this slot's is {})", slot.upstream.to_string()));
             config_.slots.push_back(std::move(slot));
         }
     }
@@ -693,6 +719,7 @@ private:
             resolve(files.cert_path);
             resolve(files.key_path);
         }
+        for (auto& slot : config_.slots) resolve(slot.tls.ca_bundle);
         resolve(config_.tls.acme.storage);
         resolve(config_.tls.acme.ca_bundle);
         if (config_.tls.acme.enabled && config_.tls.acme.storage.empty())

@@ -2,10 +2,12 @@
 // releasectl's configuration: one TOML file, every key defaulted. Parsing lives
 // in config.cpp (toml++); everything downstream takes these plain structs.
 #include "proxy/settings.hpp"
+#include "proxy/upstream_tls.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -18,6 +20,11 @@ using proxy::Duration;
 struct SlotConfig {
     std::string name;                 // "blue", "green"
     proxy::UpstreamAddress upstream;  // [slots.<name>] upstream
+    // https:// upstreams: tls_verify, tls_ca_bundle, tls_server_name, and the
+    // client built from them by load_upstream_tls (tls_loader.hpp).
+    proxy::UpstreamTlsSettings tls = {};
+    std::string tls_location = {};    // "releasectl.toml:12:1": tls_ca_bundle, else the slot's table
+    std::shared_ptr<const proxy::UpstreamTlsClient> upstream_tls = nullptr;
 };
 
 struct RoutingConfig {

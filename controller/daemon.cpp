@@ -69,6 +69,7 @@ int run_daemon(const std::string& config_path) {
     std::shared_ptr<const proxy::TlsContextSet> tls;
     try {
         config = load_config(config_path);
+        load_upstream_tls(config);
         std::vector<std::string> warnings;
         // HTTPS starts at once: with a placeholder until the first ACME order completes.
         if (config.tls.acme.enabled) AcmeClient::ensure_placeholder(config.tls.acme);
@@ -211,6 +212,7 @@ int run_daemon(const std::string& config_path) {
             if (ec) return;
             try {
                 Config fresh = load_config(config_path);
+                load_upstream_tls(fresh);
                 // Certificates first: a file that cannot be used keeps the
                 // whole running config (and the running certificates).
                 std::vector<std::string> warnings;

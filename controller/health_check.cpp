@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/basic_stream.hpp>
@@ -14,6 +15,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 
 namespace releasectl {
 
@@ -41,7 +43,7 @@ asio::awaitable<HealthProbeResult> exchange(Stream& stream, const std::string& h
     request.set(http::field::host, host);
     request.set(http::field::user_agent, "releasectl-health-check");
     request.set(http::field::connection, "close");
-    stream.expires_at(deadline);
+    beast::get_lowest_layer(stream).expires_at(deadline);
     co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
         result.error = describe(ec, "send", timeout);
@@ -50,7 +52,7 @@ asio::awaitable<HealthProbeResult> exchange(Stream& stream, const std::string& h
     beast::flat_buffer buffer;
     http::response_parser<http::empty_body> parser;
     parser.header_limit(16 * 1024);
-    stream.expires_at(deadline);
+    beast::get_lowest_layer(stream).expires_at(deadline);
     co_await http::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
         result.error = describe(ec, "read response", timeout);
@@ -63,7 +65,8 @@ asio::awaitable<HealthProbeResult> exchange(Stream& stream, const std::string& h
     co_return result;
 }
 
-asio::awaitable<HealthProbeResult> probe_tcp(const proxy::UpstreamAddress& upstream, const std::string& path,
+asio::awaitable<HealthProbeResult> probe_tcp(const proxy::UpstreamAddress& upstream,
+                                             const proxy::UpstreamTlsClient* tls, const std::string& path,
                                              Deadline deadline, proxy::Duration timeout) {
     auto executor = co_await asio::this_coro::executor;
     boost::system::error_code ec;
@@ -81,6 +84,19 @@ asio::awaitable<HealthProbeResult> probe_tcp(const proxy::UpstreamAddress& upstr
     const std::string host = upstream.host.find(':') != std::string::npos
                                  ? fmt::format("[{}]:{}", upstream.host, upstream.port)
                                  : fmt::format("{}:{}", upstream.host, upstream.port);
+    if (upstream.tls) {
+        // The same context, name check and SNI as the proxy's own connections.
+        SSL* ssl = tls ? tls->new_connection(nullptr) : nullptr;
+        if (!ssl) co_return HealthProbeResult{false, 0, "TLS: no client context for " + upstream.to_string()};
+        asio::ssl::stream<beast::basic_stream<asio::ip::tcp>&> secure(stream, ssl);
+        stream.expires_at(deadline);
+        co_await secure.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            std::string why = proxy::UpstreamTlsClient::verify_error(secure.native_handle());
+            co_return HealthProbeResult{false, 0, why.empty() ? describe(ec, "TLS handshake", timeout) : "TLS handshake: " + why};
+        }
+        co_return co_await exchange(secure, host, path, deadline, timeout);
+    }
     auto result = co_await exchange(stream, host, path, deadline, timeout);
     stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     co_return result;
@@ -103,12 +119,13 @@ asio::awaitable<HealthProbeResult> probe_unix(const proxy::UpstreamAddress& upst
 
 } // namespace
 
-asio::awaitable<HealthProbeResult> probe_health(const proxy::UpstreamAddress& upstream, std::string path,
+asio::awaitable<HealthProbeResult> probe_health(const proxy::UpstreamAddress& upstream,
+                                                std::shared_ptr<const proxy::UpstreamTlsClient> tls, std::string path,
                                                 proxy::Duration timeout) {
     const Deadline deadline = std::chrono::steady_clock::now() + timeout;
     if (upstream.kind == proxy::UpstreamAddress::Kind::unix_socket)
         co_return co_await probe_unix(upstream, path, deadline, timeout);
-    co_return co_await probe_tcp(upstream, path, deadline, timeout);
+    co_return co_await probe_tcp(upstream, tls.get(), path, deadline, timeout);
 }
 
 } // namespace releasectl

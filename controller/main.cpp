@@ -23,6 +23,7 @@ int cmd_check(const std::string& path) {
     try {
         Config config = load_config(path);
         // The certificates are read exactly as `serve` and SIGHUP read them.
+        load_upstream_tls(config);
         std::vector<std::string> warnings;
         auto tls = load_tls_contexts(config, warnings);
         for (const auto& warning : warnings) std::fprintf(stderr, "%s: warning: %s\n", path.c_str(), warning.c_str());

@@ -10,6 +10,7 @@ proxy::RouteTable build_route_table(const Config& config, const std::map<std::st
         proxy::SlotRoute route;
         route.name = slot.name;
         route.upstream = slot.upstream;
+        route.upstream_tls = slot.upstream_tls;
         auto w = weights.find(slot.name);
         route.weight = w == weights.end() ? 0 : w->second;
         auto r = releases.find(slot.name);

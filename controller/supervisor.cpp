@@ -453,7 +453,8 @@ std::string timestamp() {
 struct Supervisor::Slot {
     Slot(asio::io_context& io_context, const SlotConfig& slot, const AppConfig& app_config, const fs::path& store_root,
          ChangeHandler handler)
-        : io(io_context), name(slot.name), upstream(slot.upstream), app(app_config), root(store_root),
+        : io(io_context), name(slot.name), upstream(slot.upstream), upstream_tls(slot.upstream_tls), app(app_config),
+          root(store_root),
           on_change(std::move(handler)), budget(app_config.max_restarts, app_config.restart_window),
           log(releases::StorePaths(store_root).logs_dir() / (slot.name + ".log"), app_config.log_max_bytes,
               app_config.log_keep) {}
@@ -461,6 +462,7 @@ struct Supervisor::Slot {
     asio::io_context& io;
     std::string name;
     proxy::UpstreamAddress upstream;
+    std::shared_ptr<const proxy::UpstreamTlsClient> upstream_tls; // https:// upstreams
     AppConfig app;
     fs::path root;
     ChangeHandler on_change;
@@ -692,7 +694,7 @@ asio::awaitable<WaitOutcome> await_healthy(std::shared_ptr<Slot> slot, unsigned 
             co_return WaitOutcome::exited;
         if (SteadyClock::now() >= deadline)
             co_return WaitOutcome::timed_out;
-        auto probe = co_await probe_health(slot->upstream, slot->app.health_path, slot->app.health_timeout);
+        auto probe = co_await probe_health(slot->upstream, slot->upstream_tls, slot->app.health_path, slot->app.health_timeout);
         if (slot->generation != generation)
             co_return WaitOutcome::superseded;
         if (app_exited(*slot))
@@ -721,7 +723,7 @@ asio::awaitable<WatchOutcome> watch_running(std::shared_ptr<Slot> slot, unsigned
             co_return WatchOutcome::superseded;
         if (app_exited(*slot))
             co_return WatchOutcome::exited;
-        auto probe = co_await probe_health(slot->upstream, slot->app.health_path, slot->app.health_timeout);
+        auto probe = co_await probe_health(slot->upstream, slot->upstream_tls, slot->app.health_path, slot->app.health_timeout);
         if (slot->generation != generation)
             co_return WatchOutcome::superseded;
         if (app_exited(*slot))
@@ -889,6 +891,7 @@ void Supervisor::reconfigure(const Config& config) {
         }
         slot->app = config.app;
         slot->upstream = slot_config.upstream;
+        slot->upstream_tls = slot_config.upstream_tls;
         slot->budget.set_limits(config.app.max_restarts, config.app.restart_window);
         slot->log.set_limits(config.app.log_max_bytes, config.app.log_keep);
     }

@@ -1,6 +1,7 @@
 #include "tls_loader.hpp"
 
 #include "proxy/tls_context.hpp"
+#include "proxy/upstream_tls.hpp"
 
 #include <fmt/format.h>
 
@@ -31,6 +32,17 @@ std::shared_ptr<const proxy::TlsContextSet> load_tls_contexts(const Config& conf
     }
     warnings.insert(warnings.end(), loaded.warnings.begin(), loaded.warnings.end());
     return std::move(loaded.contexts);
+}
+
+void load_upstream_tls(Config& config) {
+    for (auto& slot : config.slots) {
+        slot.upstream_tls.reset();
+        if (!slot.upstream.tls) continue;
+        auto created = proxy::UpstreamTlsClient::create(slot.tls, slot.upstream.host);
+        if (!created.client)
+            throw ConfigError(fmt::format("{}: slots.{}.tls_ca_bundle: {}", slot.tls_location, slot.name, created.error));
+        slot.upstream_tls = std::move(created.client);
+    }
 }
 
 std::string describe_tls_contexts(const proxy::TlsContextSet& contexts) {

@@ -6,6 +6,7 @@
 
 #include "status_text.hpp"
 #include "tls_context.hpp"
+#include "upstream_tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
 
 #include <array>
 #include <charconv>
@@ -33,6 +35,20 @@ using TlsStream = asio::ssl::stream<tcp::socket>;
 tcp::socket& socket_of(tcp::socket& socket) { return socket; }
 tcp::socket& socket_of(TlsStream& stream) { return stream.next_layer(); }
 UpstreamSocket& socket_of(UpstreamSocket& socket) { return socket; }
+UpstreamSocket& socket_of(UpstreamTlsStream& stream) { return stream.next_layer(); }
+
+// Upstream I/O over plain TCP or TLS. Both branches are the same awaitable
+// type and neither starts until awaited, so the choice costs one test.
+auto upstream_read_some(UpstreamConnection& up) {
+    auto buffer = asio::buffer(up.in.write_ptr(), up.in.writable());
+    return up.tls ? up.tls->async_read_some(buffer, nothrow_awaitable)
+                  : up.socket.async_read_some(buffer, nothrow_awaitable);
+}
+template <typename Buffers>
+auto upstream_write(UpstreamConnection& up, const Buffers& buffers) {
+    return up.tls ? asio::async_write(*up.tls, buffers, nothrow_awaitable)
+                  : asio::async_write(up.socket, buffers, nothrow_awaitable);
+}
 
 // Asio's TLS stream encrypts one buffer per write: a head and a small body
 // would leave as two records and two syscalls. Below this size they are
@@ -210,6 +226,7 @@ std::string_view ClientSession<Stream>::failure_reason(Failure failure) {
     case Failure::connect_timeout: return "upstream connect timed out";
     case Failure::timeout: return "upstream did not respond in time";
     case Failure::bad_response: return "upstream sent an invalid response";
+    case Failure::tls: return "TLS handshake with the upstream failed";
     default: return "upstream closed the connection";
     }
 }
@@ -258,7 +275,19 @@ template <typename Stream>
 asio::awaitable<bool> ClientSession<Stream>::write_upstream(std::span<const asio::const_buffer> buffers) {
     if (!upstream_ || !upstream_->socket.is_open()) co_return false;
     arm_upstream(worker_.settings().timeouts.upstream_read);
-    auto [ec, n] = co_await asio::async_write(upstream_->socket, buffers, nothrow_awaitable);
+    if (upstream_->tls && buffers.size() > 1) {
+        // As for TLS clients: one record (and one syscall) for head + small body.
+        std::size_t total = 0;
+        for (const auto& buffer : buffers) total += buffer.size();
+        if (total <= kTlsCoalesceLimit) {
+            upstream_coalesced_.clear();
+            for (const auto& buffer : buffers)
+                upstream_coalesced_.append(static_cast<const char*>(buffer.data()), buffer.size());
+            auto [ec, n] = co_await upstream_write(*upstream_, asio::buffer(upstream_coalesced_));
+            co_return !ec;
+        }
+    }
+    auto [ec, n] = co_await upstream_write(*upstream_, buffers);
     co_return !ec;
 }
 
@@ -527,6 +556,7 @@ asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_byt
         if (failure == Failure::connect) kind = UpstreamErrorKind::connect;
         else if (failure == Failure::connect_timeout || failure == Failure::timeout) kind = UpstreamErrorKind::timeout;
         else if (failure == Failure::bad_response) kind = UpstreamErrorKind::bad_response;
+        else if (failure == Failure::tls) kind = UpstreamErrorKind::tls;
         count_upstream_error(kind);
         if (!response_started_) {
             bool close = !body_consumed_ || !head_.keep_alive;
@@ -697,6 +727,33 @@ void ClientSession<Stream>::build_upstream_head() {
     out.append("\r\n");
 }
 
+// TLS on a freshly connected upstream socket, within the connect deadline.
+// Resumes the pool's last session when it can; a failure is logged with the
+// verification error (rate-limited: a misconfigured CA would fail them all).
+template <typename Stream>
+asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::upstream_handshake(UpstreamPool& pool) {
+    SSL* ssl = pool.tls()->new_connection(pool.resumable_session());
+    if (ssl == nullptr) {
+        upstream_.reset();
+        co_return Failure::tls;
+    }
+    upstream_->tls = std::make_unique<UpstreamTlsStream>(upstream_->socket, ssl);
+    auto [ec] = co_await upstream_->tls->async_handshake(asio::ssl::stream_base::client, nothrow_awaitable);
+    if (ec) {
+        bool timed_out = upstream_timed_out_;
+        if (!timed_out && pool.should_log_tls_failure(worker_.now())) {
+            std::string why = UpstreamTlsClient::verify_error(upstream_->tls->native_handle());
+            if (why.empty()) why = ec.message();
+            spdlog::warn("slot {}: TLS handshake with upstream {} failed: {}{}", slot_name_, pool.address().to_string(),
+                         why, pool.tls()->verifies() ? " (expected name " + pool.tls()->verified_name() + ")" : "");
+        }
+        upstream_.reset();
+        co_return timed_out ? Failure::connect_timeout : Failure::tls;
+    }
+    upstream_->new_tls_session = SSL_session_reused(upstream_->tls->native_handle()) == 0;
+    co_return Failure::none;
+}
+
 // One attempt: connection, request, response. Sets retry_allowed_ when the
 // failure happened on a reused connection before any response byte, for a
 // request that is safe to send again.
@@ -719,6 +776,10 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
             co_return timed_out ? Failure::connect_timeout : Failure::connect;
         }
         if (pool.is_tcp()) set_nodelay(upstream_->socket.native_handle());
+        if (pool.tls()) {
+            Failure failure = co_await upstream_handshake(pool);
+            if (failure != Failure::none) co_return failure;
+        }
     }
     auto upstream_started = Clock::now();
 
@@ -880,7 +941,7 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
                 break;
             }
             if (!up.socket.is_open()) co_return upstream_timed_out_ ? Failure::timeout : Failure::reset;
-            auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.in.write_ptr(), up.in.writable()), nothrow_awaitable);
+            auto [ec, n] = co_await upstream_read_some(up);
             if (ec) {
                 if (upstream_timed_out_) co_return Failure::timeout;
                 // Nothing came back at all: safe to retry if the request may be repeated.
@@ -993,7 +1054,7 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
             close_client();
             co_return Failure::client_gone;
         }
-        auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.in.write_ptr(), up.in.writable()), nothrow_awaitable);
+        auto [ec, n] = co_await upstream_read_some(up);
         if (ec) {
             if (response_.body == BodyKind::until_close && ec == asio::error::eof) {
                 upstream_eof = true;
@@ -1095,7 +1156,7 @@ asio::awaitable<void> ClientSession<Stream>::tunnel() {
         up.in.clear();
     }
     if (!in_.empty()) {
-        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(in_.view().data(), in_.size()), nothrow_awaitable);
+        auto [ec, n] = co_await upstream_write(up, asio::buffer(in_.view().data(), in_.size()));
         if (ec) co_return;
         in_.clear();
     }
@@ -1113,7 +1174,8 @@ asio::awaitable<void> ClientSession<Stream>::tunnel() {
         boost::system::error_code ignored;
         socket_of(to).shutdown(asio::socket_base::shutdown_send, ignored);
     };
-    co_await (pump(client_, up.socket, in_, bytes_in_) && pump(up.socket, client_, up.in, bytes_out_));
+    if (up.tls) co_await (pump(client_, *up.tls, in_, bytes_in_) && pump(*up.tls, client_, up.in, bytes_out_));
+    else co_await (pump(client_, up.socket, in_, bytes_in_) && pump(up.socket, client_, up.in, bytes_out_));
     close_upstream();
     close_client();
     phase_ = Phase::request;

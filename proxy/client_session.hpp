@@ -33,7 +33,7 @@ public:
 private:
     enum class Phase { idle, request, tunnel };
     // What went wrong with an upstream exchange (decides status and metrics).
-    enum class Failure { none, connect, connect_timeout, reset, timeout, bad_response, client_gone, request_invalid };
+    enum class Failure { none, connect, connect_timeout, tls, reset, timeout, bad_response, client_gone, request_invalid };
 
     static constexpr bool kTls = !std::is_same_v<ClientStream, tcp::socket>;
 
@@ -43,6 +43,7 @@ private:
     asio::awaitable<bool> answer_locally(unsigned status, std::string_view reason, std::string_view fields,
                                          std::string_view body, std::size_t head_bytes);
     asio::awaitable<Failure> attempt(UpstreamPool& pool, bool fresh, bool retryable);
+    asio::awaitable<Failure> upstream_handshake(UpstreamPool& pool);
     asio::awaitable<Failure> send_request_body();
     asio::awaitable<Failure> receive_response(bool retryable);
     asio::awaitable<Failure> receive_while_sending();
@@ -80,6 +81,7 @@ private:
     std::string request_frame_;  // re-chunked request body piece
     std::string response_frame_; // re-chunked response body piece
     std::string coalesced_;      // TLS: small multi-buffer writes joined into one record
+    std::string upstream_coalesced_; // the same for an https:// upstream (written concurrently)
     std::string client_ip_;
     std::string request_id_;
     std::string slot_name_;

@@ -15,6 +15,8 @@
 
 namespace releasectl::proxy {
 
+class UpstreamTlsClient;
+
 // Slots are fixed at startup and addressed by index everywhere on the data
 // plane (pools, metric shards); names are for humans and headers.
 inline constexpr std::size_t kMaxSlots = 8;
@@ -24,6 +26,8 @@ struct SlotRoute {
     UpstreamAddress upstream;
     std::uint32_t weight = 0;  // relative; the controller uses percentages
     std::string release;       // release id bound to the slot (for logs/metrics)
+    // How to speak TLS to an https:// upstream (null for plain upstreams).
+    std::shared_ptr<const UpstreamTlsClient> upstream_tls = nullptr;
 };
 
 struct RouteTable {

@@ -62,15 +62,40 @@ std::optional<UpstreamAddress> UpstreamAddress::parse(std::string_view text, std
         }
         return address;
     }
-    if (text.starts_with("http://")) text.remove_prefix(7);
+    std::string_view default_port;
+    if (text.starts_with("http://")) {
+        text.remove_prefix(7);
+        default_port = "80";
+    } else if (text.starts_with("https://")) {
+        text.remove_prefix(8);
+        default_port = "443";
+        address.tls = true;
+    } else if (text.find("://") != std::string_view::npos) {
+        if (error) *error = "only http:// and https:// upstreams are supported";
+        return std::nullopt;
+    }
+    if (!default_port.empty() && !text.empty() && text.back() == '/') text.remove_suffix(1);
+    if (!default_port.empty() && text.find('/') != std::string_view::npos) {
+        if (error) *error = "an upstream is host:port without a path";
+        return std::nullopt;
+    }
+    // "https://app.internal" means port 443, as in a browser.
+    std::string with_port;
+    bool has_port = !text.empty() && (text.front() == '[' ? text.find("]:") != std::string_view::npos
+                                                          : text.find(':') != std::string_view::npos);
+    if (!default_port.empty() && !has_port) {
+        with_port = std::string(text) + ":" + std::string(default_port);
+        text = with_port;
+    }
     if (!split_host_port(text, address.host, address.port, error)) return std::nullopt;
     return address;
 }
 
 std::string UpstreamAddress::to_string() const {
     if (kind == Kind::unix_socket) return "unix:" + path;
-    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-    return host + ":" + std::to_string(port);
+    std::string scheme = tls ? "https://" : "";
+    if (host.find(':') != std::string::npos) return scheme + "[" + host + "]:" + std::to_string(port);
+    return scheme + host + ":" + std::to_string(port);
 }
 
 std::optional<ListenAddress> ListenAddress::parse(std::string_view text, std::string* error) {

@@ -20,8 +20,10 @@ struct UpstreamAddress {
     std::string host;       // tcp: numeric address or "localhost"
     std::uint16_t port = 0; // tcp
     std::string path;       // unix
+    bool tls = false;       // tcp: "https://" (the slot's UpstreamTlsClient says how)
 
-    // "127.0.0.1:9001", "[::1]:9001", "localhost:9001", "unix:/run/app.sock".
+    // "127.0.0.1:9001", "[::1]:9001", "localhost:9001", "http://127.0.0.1:9001",
+    // "https://127.0.0.1:9443" (port 443 when omitted), "unix:/run/app.sock".
     // On failure returns nullopt and writes a human sentence into *error.
     static std::optional<UpstreamAddress> parse(std::string_view text, std::string* error);
     std::string to_string() const;

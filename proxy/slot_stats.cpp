@@ -24,6 +24,7 @@ const char* to_string(UpstreamErrorKind kind) {
     case UpstreamErrorKind::reset: return "reset";
     case UpstreamErrorKind::timeout: return "timeout";
     case UpstreamErrorKind::bad_response: return "bad_response";
+    case UpstreamErrorKind::tls: return "tls";
     case UpstreamErrorKind::kCount: break;
     }
     return "unknown";

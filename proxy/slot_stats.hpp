@@ -19,7 +19,7 @@ struct LatencyBuckets {
     static std::size_t index_for(std::uint64_t micros);
 };
 
-enum class UpstreamErrorKind : std::uint8_t { connect = 0, reset, timeout, bad_response, kCount };
+enum class UpstreamErrorKind : std::uint8_t { connect = 0, reset, timeout, bad_response, tls, kCount };
 const char* to_string(UpstreamErrorKind kind);
 
 struct SlotStats {

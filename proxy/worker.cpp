@@ -8,6 +8,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 #include <netinet/in.h>
@@ -24,13 +25,22 @@ constexpr std::chrono::milliseconds kSweepInterval{100};
 
 // ---------------------------------------------------------------- pool
 
-void UpstreamPool::configure(const UpstreamAddress& address, std::size_t max_idle, Duration idle_timeout) {
+void UpstreamPool::SessionFree::operator()(ssl_session_st* session) const { SSL_SESSION_free(session); }
+
+void UpstreamPool::configure(const UpstreamAddress& address, std::shared_ptr<const UpstreamTlsClient> tls,
+                             std::size_t max_idle, Duration idle_timeout) {
     max_idle_ = max_idle;
     idle_timeout_ = idle_timeout;
-    if (resolved_ && address == address_) return;
+    if (resolved_ && address == address_ && tls == tls_) return;
     idle_.clear();
+    session_.reset();
     address_ = address;
+    tls_ = std::move(tls);
     resolved_ = false;
+    if (address.tls && !tls_) {
+        spdlog::error("upstream {}: no TLS settings for an https:// upstream", address.to_string());
+        return;
+    }
     if (address.kind == UpstreamAddress::Kind::unix_socket) {
         endpoint_ = asio::generic::stream_protocol::endpoint(asio::local::stream_protocol::endpoint(address.path));
         resolved_ = true;
@@ -67,9 +77,34 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take(Clock::time_point now) {
 }
 
 void UpstreamPool::give_back(std::unique_ptr<UpstreamConnection> connection, Clock::time_point now) {
-    if (idle_.size() >= max_idle_ || !connection->socket.is_open() || !connection->in.empty()) return;
+    if (!connection->socket.is_open() || !connection->in.empty()) return;
+    if (connection->tls) {
+        SSL* ssl = connection->tls->native_handle();
+        if (connection->new_tls_session) {
+            // Read after a whole response, so TLS 1.3 tickets have arrived.
+            connection->new_tls_session = false;
+            // Kept as a copy: this connection will be freed without
+            // close_notify, which marks its own session unresumable.
+            const SSL_SESSION* session = SSL_get0_session(ssl);
+            if (session && SSL_SESSION_is_resumable(session)) {
+                if (SSL_SESSION* copy = SSL_SESSION_dup(session)) session_.reset(copy);
+            }
+        }
+        // Bytes already past the socket (inside OpenSSL or its BIO) would be
+        // read as the answer to the next request: the same poisoning guard as
+        // take()'s peek, one layer up.
+        if (SSL_has_pending(ssl) || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0) return;
+    }
+    if (idle_.size() >= max_idle_) return;
     connection->idle_since = now;
     idle_.push_back(std::move(connection));
+}
+
+bool UpstreamPool::should_log_tls_failure(Clock::time_point now) {
+    constexpr std::chrono::seconds kInterval{10};
+    if (last_tls_failure_log_ != Clock::time_point{} && now - last_tls_failure_log_ < kInterval) return false;
+    last_tls_failure_log_ = now;
+    return true;
 }
 
 void UpstreamPool::expire(Clock::time_point now) {
@@ -114,8 +149,9 @@ void Worker::add_listener(const ListenAddress& address, bool tls) {
 UpstreamPool& Worker::pool_for(const RouteTable& table, int slot) {
     auto& pool = pools_[static_cast<std::size_t>(slot)];
     const auto& upstream = table.slots[static_cast<std::size_t>(slot)].upstream;
-    if (!pool.resolved() || !(pool.address() == upstream))
-        pool.configure(upstream, settings_.upstream_max_idle_per_slot, settings_.timeouts.upstream_idle);
+    const auto& tls = table.slots[static_cast<std::size_t>(slot)].upstream_tls;
+    if (!pool.resolved() || !(pool.address() == upstream) || pool.tls() != tls.get())
+        pool.configure(upstream, tls, settings_.upstream_max_idle_per_slot, settings_.timeouts.upstream_idle);
     return pool;
 }
 

@@ -14,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
@@ -31,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 using UpstreamSocket = asio::generic::stream_protocol::socket;
 
 class TlsContextSet;
+class UpstreamTlsClient;
 using TlsPublisher = EpochPublisher<TlsContextSet>;
 using AcmePublisher = EpochPublisher<AcmeChallenges>;
 
@@ -52,22 +54,31 @@ public:
 };
 using WatchedList = boost::intrusive::list<Watched, boost::intrusive::constant_time_size<false>>;
 
+// TLS to an https:// upstream, layered over the connection's own socket (so
+// pool checks and close() work on the socket the same way for both).
+using UpstreamTlsStream = asio::ssl::stream<UpstreamSocket&>;
+
 struct UpstreamConnection {
     explicit UpstreamConnection(asio::io_context& ioc) : socket(ioc), in(16 * 1024) {}
     UpstreamSocket socket;
+    std::unique_ptr<UpstreamTlsStream> tls; // declared after socket: destroyed first
     ByteBuffer in;
     Clock::time_point idle_since{};
     bool reused = false;
+    bool new_tls_session = false; // full handshake done here: its session can be kept for resumption
 };
 
 class UpstreamPool {
 public:
     UpstreamPool() = default;
-    void configure(const UpstreamAddress& address, std::size_t max_idle, Duration idle_timeout);
+    void configure(const UpstreamAddress& address, std::shared_ptr<const UpstreamTlsClient> tls,
+                   std::size_t max_idle, Duration idle_timeout);
     const UpstreamAddress& address() const { return address_; }
     bool resolved() const { return resolved_; }
     const asio::generic::stream_protocol::endpoint& endpoint() const { return endpoint_; }
     bool is_tcp() const { return address_.kind == UpstreamAddress::Kind::tcp; }
+    // Null for a plain upstream.
+    const UpstreamTlsClient* tls() const { return tls_.get(); }
 
     // An idle connection that still looks alive, or null.
     std::unique_ptr<UpstreamConnection> take(Clock::time_point now);
@@ -75,8 +86,17 @@ public:
     void expire(Clock::time_point now);
     void clear() { idle_.clear(); }
 
+    // TLS session resumption: the last resumable session a new connection can offer.
+    ssl_session_st* resumable_session() const { return session_.get(); }
+    // Handshake failures are logged at most once per interval per worker and slot.
+    bool should_log_tls_failure(Clock::time_point now);
+
 private:
+    struct SessionFree { void operator()(ssl_session_st* session) const; };
     UpstreamAddress address_;
+    std::shared_ptr<const UpstreamTlsClient> tls_;
+    std::unique_ptr<ssl_session_st, SessionFree> session_;
+    Clock::time_point last_tls_failure_log_{};
     asio::generic::stream_protocol::endpoint endpoint_;
     bool resolved_ = false;
     std::size_t max_idle_ = 0;

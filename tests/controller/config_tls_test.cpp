@@ -124,3 +124,34 @@ Referrer-Policy = "no-referrer"
     error = error_of("[proxy.security_headers]\nX-Frame-Options = \"DENY\\r\\nX: y\"\n");
     CHECK(error.find("control characters") != std::string::npos);
 }
+
+TEST_CASE("https:// upstreams: tls_* keys parse, resolve and are refused on plain upstreams") {
+    Config c = parse_config(R"(
+[slots.blue]
+upstream = "https://127.0.0.1:9443"
+tls_ca_bundle = "tls/ca.pem"
+tls_server_name = "app.internal"
+[slots.green]
+upstream = "https://127.0.0.1:9444"
+tls_verify = false
+)", "/etc/releasectl/app.toml");
+    REQUIRE(c.slots.size() == 2);
+    CHECK(c.slots[0].upstream.tls);
+    CHECK(c.slots[0].tls.verify);
+    CHECK(c.slots[0].tls.ca_bundle == "/etc/releasectl/tls/ca.pem");
+    CHECK(c.slots[0].tls.server_name == "app.internal");
+    CHECK(c.slots[0].tls_location == "/etc/releasectl/app.toml:4:17");
+    CHECK_FALSE(c.slots[1].tls.verify);
+    CHECK(c.slots[1].tls.ca_bundle.empty());
+
+    CHECK(error_of("[slots.blue]\nupstream = \"127.0.0.1:9001\"\ntls_verify = false\n") ==
+          "/etc/releasectl/app.toml:3:14: slots.blue.tls_verify: only for an https:// upstream "
+          "(this slot's is 127.0.0.1:9001)");
+    CHECK(error_of("[slots.blue]\nupstream = \"https://127.0.0.1:9443\"\ntls_server_name = \"a.example:443\"\n")
+              .find("slots.blue.tls_server_name: a host name") != std::string::npos);
+    CHECK(error_of("[slots.blue]\nupstream = \"https://127.0.0.1:9443\"\ntls_ca = \"x\"\n")
+              .find("unknown key") != std::string::npos);
+    // http:// and https:// to one port is still the same upstream.
+    CHECK(error_of("[slots.blue]\nupstream = \"https://127.0.0.1:9443\"\n[slots.green]\nupstream = \"127.0.0.1:9443\"\n")
+              .find("same upstream as slots.blue") != std::string::npos);
+}

@@ -477,7 +477,7 @@ def test_1_scrape_under_traffic():
         buckets = [l for l, _ in samples_of(samples, "releasectl_request_duration_seconds_bucket") if l["slot"] == slot]
         expect(all(set(l) == {"slot", "le"} for l in buckets) and len(buckets) > 20, f"{slot}: buckets {buckets[:3]}")
     kinds = {(l["slot"], l["kind"]) for l, _ in samples_of(samples, "releasectl_upstream_errors_total")}
-    expect(kinds == {(s, k) for s in ("blue", "green") for k in ("connect", "reset", "timeout", "bad_response")},
+    expect(kinds == {(s, k) for s in ("blue", "green") for k in ("connect", "reset", "timeout", "bad_response", "tls")},
            f"upstream_errors_total series {sorted(kinds)}")
     expect(one(samples, "releasectl_slot_weight", slot="blue") == 75 and
            one(samples, "releasectl_slot_weight", slot="green") == 25, "slot weights are not 75/25")

@@ -1,6 +1,7 @@
 // TlsContextSet: SNI choice (exact, one-label wildcard, default) and the
 // errors `releasectl check` shows, on certificates made here in memory.
 #include "proxy/tls_context.hpp"
+#include "proxy/upstream_tls.hpp"
 
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
@@ -144,4 +145,43 @@ TEST_CASE("a certificate without DNS names loads with a warning") {
     REQUIRE_FALSE(loaded.error);
     REQUIRE(loaded.warnings.size() == 1);
     CHECK(loaded.warnings[0].find("no DNS names") != std::string::npos);
+}
+
+TEST_CASE("upstream TLS client: CA bundle errors name the file; SNI for names, never for IP literals") {
+    CertificateFactory factory;
+    auto missing = UpstreamTlsClient::create({true, factory.dir() + "/nope.pem", ""}, "127.0.0.1");
+    CHECK_FALSE(missing.client);
+    CHECK(missing.error.find("cannot read CA bundle " + factory.dir() + "/nope.pem") == 0);
+
+    const std::string garbage = factory.dir() + "/garbage.pem";
+    { std::unique_ptr<FILE, FileClose> f(std::fopen(garbage.c_str(), "w")); std::fputs("not a certificate\n", f.get()); }
+    auto unusable = UpstreamTlsClient::create({true, garbage, ""}, "127.0.0.1");
+    CHECK_FALSE(unusable.client);
+    CHECK(unusable.error.find("CA bundle " + garbage + " has no usable PEM certificate") == 0);
+
+    auto ca = factory.make("ca", "DNS:app.internal");
+    auto by_ip = UpstreamTlsClient::create({true, ca.cert_path, ""}, "127.0.0.1");
+    REQUIRE(by_ip.client);
+    CHECK(by_ip.client->verified_name() == "127.0.0.1");
+    SSL* ip_ssl = by_ip.client->new_connection(nullptr);
+    REQUIRE(ip_ssl);
+    CHECK(SSL_get_servername(ip_ssl, TLSEXT_NAMETYPE_host_name) == nullptr);
+    CHECK(SSL_get_verify_mode(ip_ssl) == SSL_VERIFY_PEER);
+    SSL_free(ip_ssl);
+
+    auto named = UpstreamTlsClient::create({true, ca.cert_path, "app.internal"}, "127.0.0.1");
+    REQUIRE(named.client);
+    SSL* named_ssl = named.client->new_connection(nullptr);
+    REQUIRE(named_ssl);
+    CHECK(std::string(SSL_get_servername(named_ssl, TLSEXT_NAMETYPE_host_name)) == "app.internal");
+    CHECK(UpstreamTlsClient::verify_error(named_ssl).empty());
+    SSL_free(named_ssl);
+
+    auto unverified = UpstreamTlsClient::create({false, "", ""}, "localhost");
+    REQUIRE(unverified.client);
+    SSL* loose = unverified.client->new_connection(nullptr);
+    REQUIRE(loose);
+    CHECK(SSL_get_verify_mode(loose) == SSL_VERIFY_NONE);
+    CHECK(std::string(SSL_get_servername(loose, TLSEXT_NAMETYPE_host_name)) == "localhost");
+    SSL_free(loose);
 }

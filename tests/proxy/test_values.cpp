@@ -49,6 +49,36 @@ TEST_CASE("upstream and listen addresses") {
     CHECK(ListenAddress::parse("0.0.0.0:80", &error)->port == 80);
 }
 
+TEST_CASE("http:// and https:// upstreams: scheme, default port, no path") {
+    std::string error;
+    auto plain = UpstreamAddress::parse("http://127.0.0.1:9001", &error);
+    REQUIRE(plain);
+    CHECK_FALSE(plain->tls);
+    CHECK(plain->to_string() == "127.0.0.1:9001");
+    CHECK(UpstreamAddress::parse("http://app.internal", &error)->port == 80);
+
+    auto secure = UpstreamAddress::parse("https://127.0.0.1:9443", &error);
+    REQUIRE(secure);
+    CHECK(secure->tls);
+    CHECK(secure->host == "127.0.0.1");
+    CHECK(secure->port == 9443);
+    CHECK(secure->to_string() == "https://127.0.0.1:9443");
+    auto default_port = UpstreamAddress::parse("https://app.internal/", &error);
+    REQUIRE(default_port);
+    CHECK(default_port->port == 443);
+    CHECK(default_port->host == "app.internal");
+    auto v6 = UpstreamAddress::parse("https://[::1]", &error);
+    REQUIRE(v6);
+    CHECK(v6->to_string() == "https://[::1]:443");
+    CHECK_FALSE(*secure == *plain);
+
+    CHECK_FALSE(UpstreamAddress::parse("https://127.0.0.1:9443/app", &error));
+    CHECK(error.find("without a path") != std::string::npos);
+    CHECK_FALSE(UpstreamAddress::parse("ftp://127.0.0.1:21", &error));
+    CHECK(error.find("http:// and https://") != std::string::npos);
+    CHECK_FALSE(UpstreamAddress::parse("https://:443", &error));
+}
+
 TEST_CASE("latency buckets are geometric with 8 per doubling") {
     CHECK(LatencyBuckets::index_for(0) == 0);
     CHECK(LatencyBuckets::index_for(100) == 0);

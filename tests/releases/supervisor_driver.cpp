@@ -214,8 +214,8 @@ int lifecycle(const fs::path& app_py) {
             check(green.ok, "green starts and becomes healthy: " + green.error);
             check(supervisor.health("blue") == SlotHealth::healthy && supervisor.health("green") == SlotHealth::healthy,
                   "both slots report healthy");
-            auto probe_blue = co_await probe_health(tcp(blue_port), "/up", 5s);
-            auto probe_green = co_await probe_health(tcp(green_port), "/up", 5s);
+            auto probe_blue = co_await probe_health(tcp(blue_port), nullptr, "/up", 5s);
+            auto probe_green = co_await probe_health(tcp(green_port), nullptr, "/up", 5s);
             check(probe_blue.healthy && probe_green.healthy,
                   fmt::format("both apps answer /up on their ports ({} {})", probe_blue.error, probe_green.error));
 
@@ -240,7 +240,7 @@ int lifecycle(const fs::path& app_py) {
             check(restarted, "blue is restarted and healthy again after kill -9");
             check(log.saw("blue", SlotHealth::restarting), "the change callback saw blue restarting");
             check(group_gone(*blue_pid), "the killed app's process group is gone (reaped)");
-            auto probe_again = co_await probe_health(tcp(blue_port), "/up", 5s);
+            auto probe_again = co_await probe_health(tcp(blue_port), nullptr, "/up", 5s);
             check(probe_again.healthy, "the restarted blue answers /up: " + probe_again.error);
             check(supervisor.status("blue").restarts_in_window == 1, "status counts one restart");
             check(supervisor.pid("green") == green_pid && supervisor.health("green") == SlotHealth::healthy,
@@ -253,7 +253,7 @@ int lifecycle(const fs::path& app_py) {
             check(!supervisor.pid("blue") && !supervisor.pid("green"), "no PIDs reported after stop");
             check(new_blue_pid && group_gone(*new_blue_pid), "blue's process group is gone after stop");
             check(group_gone(*green_pid), "green's process group is gone after stop");
-            auto probe_stopped = co_await probe_health(tcp(blue_port), "/up", 2s);
+            auto probe_stopped = co_await probe_health(tcp(blue_port), nullptr, "/up", 2s);
             check(!probe_stopped.healthy, "nothing answers on blue's port after stop");
         },
         240s);
@@ -378,7 +378,7 @@ int crashloop(const fs::path& app_py) {
                 }
                 pids.push_back(*pid);
                 fmt::print("# crash {} of pid {}\n", crash, *pid);
-                co_await probe_health(tcp(port), "/crash", 2s);
+                co_await probe_health(tcp(port), nullptr, "/crash", 2s);
                 if (crash < 3) {
                     const bool back = co_await wait_until(
                         [&] {
@@ -428,7 +428,7 @@ int unix_socket(const fs::path& app_py) {
             if (!pid)
                 co_return;
             // Persistent unhealthiness (alive, but /up says 503) also leads to a restart.
-            auto sick = co_await probe_health(upstream, "/sick", 2s);
+            auto sick = co_await probe_health(upstream, nullptr, "/sick", 2s);
             check(sick.healthy, "the app turned sick: " + sick.error);
             const bool replaced = co_await wait_until(
                 [&] {
@@ -442,7 +442,7 @@ int unix_socket(const fs::path& app_py) {
             auto new_pid = supervisor.pid("blue");
             co_await supervisor.stop_slot("blue");
             check(new_pid && group_gone(*new_pid), "stopped, process group gone");
-            check(!fs::exists(fx.tmp / "blue.sock") || !(co_await probe_health(upstream, "/up", 1s)).healthy,
+            check(!fs::exists(fx.tmp / "blue.sock") || !(co_await probe_health(upstream, nullptr, "/up", 1s)).healthy,
                   "nothing answers on the socket after stop");
         },
         120s);
