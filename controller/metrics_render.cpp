@@ -177,6 +177,10 @@ std::string render_metrics(const MetricsInputs& in) {
     w.counter("releasectl_requests_rejected_total",
               "Requests the proxy refused itself before choosing a slot (400, 413, 414, 431).", {},
               in.proxy.requests_rejected);
+    for (std::size_t i = 0; i < in.proxy.tls_handshakes.size(); ++i)
+        w.counter("releasectl_tls_handshakes_total",
+                  "TLS handshakes of clients on the HTTPS listeners, by result (full, resumed, failed, timeout).",
+                  {{"result", proxy::to_string(static_cast<proxy::TlsHandshakeResult>(i))}}, in.proxy.tls_handshakes[i]);
     w.gauge("releasectl_build_info", "The running releasectl version (always 1).", {{"version", in.version}}, 1.0);
 
     const ProcessStats p = in.process ? *in.process : read_process_stats();

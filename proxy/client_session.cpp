@@ -351,10 +351,16 @@ asio::awaitable<bool> ClientSession<Stream>::handshake() {
     if constexpr (kTls) {
         arm_client(worker_.settings().timeouts.tls_handshake);
         auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
+        auto& counters = worker_.shard().tls_handshakes;
         if (ec) {
-            close_client(); // failed handshakes are the client's business: no log line per scanner
+            // The client's business: counted, but no log line per scanner.
+            bump(counters[static_cast<std::size_t>(client_timed_out_ ? TlsHandshakeResult::timed_out
+                                                                      : TlsHandshakeResult::failed)]);
+            close_client();
             co_return false;
         }
+        bump(counters[static_cast<std::size_t>(SSL_session_reused(client_.native_handle()) ? TlsHandshakeResult::resumed
+                                                                                          : TlsHandshakeResult::full)]);
     }
     co_return true;
 }

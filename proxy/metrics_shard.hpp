@@ -51,6 +51,7 @@ struct MetricsShard {
     alignas(64) Counter connections_active{0};
     Counter connections_total{0};
     Counter requests_rejected{0};
+    std::array<Counter, 4> tls_handshakes{}; // by TlsHandshakeResult (proxy_server.hpp)
 };
 
 } // namespace releasectl::proxy

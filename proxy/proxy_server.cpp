@@ -90,9 +90,14 @@ ProxyStats ProxyServer::stats() const {
         out.connections_active += shard->connections_active.load(std::memory_order_relaxed);
         out.connections_total += shard->connections_total.load(std::memory_order_relaxed);
         out.requests_rejected += shard->requests_rejected.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < out.tls_handshakes.size(); ++i)
+            out.tls_handshakes[i] += shard->tls_handshakes[i].load(std::memory_order_relaxed);
     }
     return out;
 }
+
+static_assert(std::tuple_size_v<decltype(MetricsShard::tls_handshakes)> ==
+              static_cast<std::size_t>(TlsHandshakeResult::kCount));
 
 unsigned ProxyServer::worker_count() const { return impl_->worker_count; }
 

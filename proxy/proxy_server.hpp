@@ -5,6 +5,7 @@
 #include "settings.hpp"
 #include "slot_stats.hpp"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,10 +17,19 @@ namespace releasectl::proxy {
 class TlsContextSet;          // tls_context.hpp
 struct AcmeChallenges;        // acme_challenges.hpp
 
+// How a client's TLS handshake on an HTTPS listener ended.
+enum class TlsHandshakeResult : std::uint8_t { full = 0, resumed, failed, timed_out, kCount };
+constexpr const char* to_string(TlsHandshakeResult result) {
+    constexpr const char* names[] = {"full", "resumed", "failed", "timeout"};
+    auto index = static_cast<std::size_t>(result);
+    return index < std::size(names) ? names[index] : "?";
+}
+
 struct ProxyStats {
     std::uint64_t connections_active = 0;
     std::uint64_t connections_total = 0;
     std::uint64_t requests_rejected = 0; // 4xx made by the proxy itself
+    std::array<std::uint64_t, static_cast<std::size_t>(TlsHandshakeResult::kCount)> tls_handshakes{};
 };
 
 // One line of the access log, handed to the sink on the worker thread that

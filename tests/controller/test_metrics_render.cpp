@@ -184,7 +184,7 @@ MetricsInputs sample_inputs() {
         micros.push_back(40);          // one in the first bucket
         slot.stats = stats_from(micros);
         slot.stats.status_class = {3, 1, 4900, 50, 40, 8};
-        slot.stats.upstream_errors = {1, 2, 3, 4};
+        slot.stats.upstream_errors = {1, 2, 3, 4, 5};
         slot.stats.in_flight = 2;
         slot.stats.bytes_in = 1000;
         slot.stats.bytes_out = 200000;
@@ -193,6 +193,7 @@ MetricsInputs sample_inputs() {
     in.proxy.connections_active = 12;
     in.proxy.connections_total = 345;
     in.proxy.requests_rejected = 6;
+    in.proxy.tls_handshakes = {700, 300, 9, 2};
     in.rollout_step = 2;
     in.rollout_state = "running";
     in.rollout_states = {"idle", "starting_candidate", "running", "paused", "promoted", "rolled_back"};
@@ -384,6 +385,11 @@ TEST_CASE("series values: status classes, errors, gauges, one-hot state, rollbac
     CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "none"}}) == 3);
     CHECK(value("releasectl_upstream_errors_total", {{"slot", "green"}, {"kind", "connect"}}) == 1);
     CHECK(value("releasectl_upstream_errors_total", {{"slot", "green"}, {"kind", "bad_response"}}) == 4);
+    CHECK(value("releasectl_upstream_errors_total", {{"slot", "green"}, {"kind", "tls"}}) == 5);
+    CHECK(value("releasectl_tls_handshakes_total", {{"result", "full"}}) == 700);
+    CHECK(value("releasectl_tls_handshakes_total", {{"result", "resumed"}}) == 300);
+    CHECK(value("releasectl_tls_handshakes_total", {{"result", "failed"}}) == 9);
+    CHECK(value("releasectl_tls_handshakes_total", {{"result", "timeout"}}) == 2);
     CHECK(value("releasectl_slot_weight", {{"slot", "green"}}) == 10);
     CHECK(value("releasectl_slot_healthy", {{"slot", "green"}}) == 1);
     CHECK(value("releasectl_release_info", {{"slot", "blue"}, {"release", blue_release}}) == 1);

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import RELEASECTL, Checks, Daemon, expect, free_port, spawn, start_demo_app, stop, wait_for_port
@@ -137,7 +138,8 @@ class TlsDaemon(Daemon):
                  f'listen_tls = ["127.0.0.1:{self.tls_port}"]', f"workers = {self.workers}",
                  f"redirect_http = {'true' if self.redirect else 'false'}", 'tls_handshake_timeout = "1s"']
         lines += [f"{k} = {v}" for k, v in self.proxy_extra.items()]
-        lines += ["[routing]", "sticky = false", "[log]", "access_log = false", "[metrics]", 'listen = ""']
+        metrics = f'listen = "127.0.0.1:{self.metrics_port}"' if self.metrics_port else 'listen = ""'
+        lines += ["[routing]", "sticky = false", "[log]", "access_log = false", "[metrics]", metrics]
         lines += ["[admin]", f'socket = "{os.path.join(self.dir, "admin.sock")}"']
         for name, upstream in self.slots.items():
             lines += [f"[slots.{name}]", f'upstream = "{upstream}"']
@@ -599,6 +601,49 @@ def test_bad_certificate_on_reload_keeps_old():
     replace_file(ALPHA_KEY, LIVE_KEY)
     daemon.reload()
     expect(peer_fingerprint("alpha.test") == FP["alpha"], "the fixed file is served")
+
+
+def handshake_counts(d):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{d.metrics_port}/metrics", timeout=5).read().decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'^releasectl_tls_handshakes_total\{result="(\w+)"\} (\S+)$', text, re.M)}
+
+
+def test_handshake_counters():
+    """releasectl_tls_handshakes_total: full, resumed, failed (TLS 1.0 only), timeout (silent client)."""
+    counted = TlsDaemon([(ALPHA_CERT, ALPHA_KEY)], metrics=True).start()
+    wait_for_port(counted.tls_port, proc=counted.proc)
+    try:
+        before = handshake_counts(counted)  # wait_for_port's probe was a failed handshake
+        context = client_context()
+        session = None
+        for i in range(3):
+            with socket.create_connection(("127.0.0.1", counted.tls_port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="alpha.test", session=session) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: alpha.test\r\nConnection: close\r\n\r\n")
+                    while s.recv(65536):
+                        pass
+                    session = s.session  # tickets have arrived with the response
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.check_hostname, old.verify_mode = False, ssl.CERT_NONE
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1
+        old.set_ciphers("ALL:@SECLEVEL=0")
+        with socket.create_connection(("127.0.0.1", counted.tls_port), timeout=10) as raw:
+            try:
+                old.wrap_socket(raw, server_hostname="alpha.test")
+                expect(False, "a TLS 1.0 handshake succeeded")
+            except (ssl.SSLError, OSError):
+                pass
+        with socket.create_connection(("127.0.0.1", counted.tls_port), timeout=10) as silent:
+            silent.settimeout(5)
+            started = time.monotonic()
+            expect(silent.recv(1) == b"", "a silent client was not closed")
+            expect(time.monotonic() - started < 3, "tls_handshake_timeout (1s) not enforced")
+        after = handshake_counts(counted)
+        counts = {k: after[k] - before.get(k, 0) for k in after}
+        expect(counts == {"full": 1, "resumed": 2, "failed": 1, "timeout": 1}, f"handshake counters {counts}")
+    finally:
+        counted.stop()
 
 
 def check_clean_exit():
