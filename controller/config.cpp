@@ -4,6 +4,7 @@
 #include "controller/config.hpp"
 
 #include "proxy/route_table.hpp"
+#include "proxy/trusted_proxies.hpp"
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -222,7 +223,12 @@ private:
                   {"max_header_count", [&](auto& n, auto& k) { p.limits.max_header_count = count(n, k, 1, 100'000); }},
                   {"max_body_size", [&](auto& n, auto& k) { p.limits.max_body_bytes = size(n, k); }},
                   {"max_response_header_size", [&](auto& n, auto& k) { p.limits.max_response_header_bytes = size(n, k); }},
-                  {"trusted_proxies", [&](auto& n, auto& k) { p.trusted_proxies = strings(n, k); }},
+                  {"trusted_proxies", [&](auto& n, auto& k) {
+                       p.trusted_proxies = strings(n, k);
+                       proxy::TrustedProxies check;
+                       for (const auto& entry : p.trusted_proxies)
+                           if (auto error = check.add(entry); !error.empty()) fail(n.source(), k, error);
+                   }},
                   {"request_head_timeout", timeout(p.timeouts.request_head)},
                   {"request_body_timeout", timeout(p.timeouts.request_body)},
                   {"keepalive_timeout", timeout(p.timeouts.keepalive_idle)},

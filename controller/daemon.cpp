@@ -220,6 +220,12 @@ int run_daemon(const std::string& config_path) {
                 for (const auto& warning : warnings) spdlog::warn("TLS: {}", warning);
                 if (fresh.proxy.listen_tls != started_listen_tls || fresh.proxy.listen != started_listen)
                     spdlog::warn("SIGHUP: listener changes (proxy.listen, proxy.listen_tls) take effect on restart");
+                if (fresh.proxy.workers != config.proxy.workers)
+                    spdlog::warn("SIGHUP: proxy.workers takes effect on restart");
+                if (fresh.log.access_log != config.log.access_log || fresh.log.access_log_path != config.log.access_log_path)
+                    spdlog::warn("SIGHUP: access log changes (log.access_log, log.access_log_path) take effect on restart");
+                if (auto error = server->publish_settings(fresh.proxy); !error.empty())
+                    throw ConfigError("proxy: " + error);
                 controller->reload(fresh);
                 if (fresh_tls && !started_listen_tls.empty()) {
                     server->publish_tls(fresh_tls);

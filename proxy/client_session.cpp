@@ -129,7 +129,7 @@ void set_nodelay(int fd) {
 
 template <typename Stream>
 ClientSession<Stream>::ClientSession(Worker& worker, Stream stream)
-    : worker_(worker), client_(std::move(stream)), in_(16 * 1024) {
+    : worker_(worker), snapshot_(worker.settings_snapshot()), client_(std::move(stream)), in_(16 * 1024) {
     bump(worker_.shard().connections_active);
     bump(worker_.shard().connections_total);
     boost::system::error_code ec;
@@ -246,7 +246,7 @@ asio::awaitable<bool> ClientSession<Stream>::read_client() {
 template <typename Stream>
 asio::awaitable<bool> ClientSession<Stream>::write_client(std::span<const asio::const_buffer> buffers) {
     if (!socket_of(client_).is_open()) co_return false;
-    arm_client(worker_.settings().timeouts.client_write);
+    arm_client(current_settings().timeouts.client_write);
     if constexpr (kTls) {
         std::size_t total = 0;
         for (const auto& buffer : buffers) total += buffer.size();
@@ -274,7 +274,7 @@ asio::awaitable<bool> ClientSession<Stream>::write_client(std::string_view bytes
 template <typename Stream>
 asio::awaitable<bool> ClientSession<Stream>::write_upstream(std::span<const asio::const_buffer> buffers) {
     if (!upstream_ || !upstream_->socket.is_open()) co_return false;
-    arm_upstream(worker_.settings().timeouts.upstream_read);
+    arm_upstream(current_settings().timeouts.upstream_read);
     if (upstream_->tls && buffers.size() > 1) {
         // As for TLS clients: one record (and one syscall) for head + small body.
         std::size_t total = 0;
@@ -295,26 +295,29 @@ asio::awaitable<bool> ClientSession<Stream>::write_upstream(std::span<const asio
 
 template <typename Stream>
 asio::awaitable<void> ClientSession<Stream>::run() {
-    const auto& settings = worker_.settings();
     if constexpr (kTls) {
         if (!(co_await handshake())) co_return;
     }
     bool first = true;
     while (socket_of(client_).is_open()) {
         phase_ = Phase::idle;
+        refresh_settings();
+        // This request's settings, until it ends (re-read when its first byte
+        // arrives: a SIGHUP during the keep-alive wait applies to it).
+        const ProxySettings* settings = &current_settings();
         if (worker_.draining() && in_.empty()) break;
         // A fresh connection gets the head deadline; a kept-alive one the idle
         // deadline until its next request starts, then the head deadline.
-        arm_client(first || !in_.empty() ? settings.timeouts.request_head : settings.timeouts.keepalive_idle);
+        arm_client(first || !in_.empty() ? settings->timeouts.request_head : settings->timeouts.keepalive_idle);
         upstream_deadline = Clock::time_point::max();
         bool head_started = !in_.empty();
         ParseResult parsed;
         for (;;) {
             if (!in_.empty()) {
-                parsed = parse_request_head(in_.view(), settings.limits, head_);
+                parsed = parse_request_head(in_.view(), settings->limits, head_);
                 if (parsed.status != ParseStatus::incomplete) break;
             }
-            if (!in_.prepare(settings.limits.max_header_bytes + 1024)) {
+            if (!in_.prepare(settings->limits.max_header_bytes + 1024)) {
                 parsed = {ParseStatus::error, 0, 431, "request head too large"};
                 break;
             }
@@ -323,7 +326,9 @@ asio::awaitable<void> ClientSession<Stream>::run() {
             if (!head_started) {
                 head_started = true;
                 phase_ = Phase::request;
-                arm_client(settings.timeouts.request_head);
+                refresh_settings();
+                settings = &current_settings();
+                arm_client(settings->timeouts.request_head);
             }
         }
         first = false;
@@ -349,7 +354,7 @@ asio::awaitable<void> ClientSession<Stream>::run() {
 template <typename Stream>
 asio::awaitable<bool> ClientSession<Stream>::handshake() {
     if constexpr (kTls) {
-        arm_client(worker_.settings().timeouts.tls_handshake);
+        arm_client(current_settings().timeouts.tls_handshake);
         auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
         auto& counters = worker_.shard().tls_handshakes;
         if (ec) {
@@ -491,7 +496,7 @@ asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_byt
                 co_return co_await answer_locally(200, "OK", "Content-Type: text/plain\r\nCache-Control: no-store\r\n",
                                                   body, head_bytes);
             }
-        } else if (worker_.settings().redirect_http) {
+        } else if (current_settings().redirect_http) {
             co_return co_await redirect_to_https(head_bytes);
         }
     }
@@ -514,7 +519,7 @@ asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_byt
     slot_name_ = route.name;
     release_ = route.release;
     sticky_cookie_name_ = table.sticky_cookie;
-    UpstreamPool& pool = worker_.pool_for(table, slot_);
+    UpstreamPool& pool = worker_.pool_for(table, slot_, current_settings());
     auto& counters = worker_.shard().slots[static_cast<std::size_t>(slot_)];
     bump(counters.in_flight);
 
@@ -532,7 +537,7 @@ asio::awaitable<bool> ClientSession<Stream>::handle_request(std::size_t head_byt
     } else {
         // The body streams through in_, so the head moves to its own storage.
         head_copy_.assign(in_.view().substr(0, head_bytes));
-        auto reparsed = parse_request_head(head_copy_, worker_.settings().limits, head_);
+        auto reparsed = parse_request_head(head_copy_, current_settings().limits, head_);
         (void)reparsed; // same bytes, same verdict
         in_.consume(head_bytes);
         body_consumed_ = false;
@@ -597,7 +602,7 @@ asio::awaitable<bool> ClientSession<Stream>::redirect_to_https(std::size_t head_
         co_await linger_close();
         co_return false;
     }
-    const auto& listen_tls = worker_.settings().listen_tls;
+    const auto& listen_tls = current_settings().listen_tls;
     const std::uint16_t port = listen_tls.empty() ? 443 : listen_tls.front().port;
     std::string location = "Location: https://";
     location.append(host);
@@ -698,7 +703,7 @@ void ClientSession<Stream>::build_upstream_head() {
         append_field(out, f.name, f.value);
     }
     out.append("X-Forwarded-For: ");
-    if (worker_.trusted().contains(client_ip_)) {
+    if (snapshot_->trusted.contains(client_ip_)) {
         // Extend the chain only when the hop that sent it is one we trust;
         // from anyone else it is replaced (it could be forged).
         for (const auto& f : head_.fields) {
@@ -765,7 +770,7 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
 // request that is safe to send again.
 template <typename Stream>
 asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::attempt(UpstreamPool& pool, bool fresh, bool retryable) {
-    const auto& settings = worker_.settings();
+    const auto& settings = current_settings();
     retry_allowed_ = false;
     upstream_keep_ = false;
     upstream_timed_out_ = false;
@@ -830,7 +835,7 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
 // Streams the request body from the client to the upstream, re-framed.
 template <typename Stream>
 asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::send_request_body() {
-    const auto& settings = worker_.settings();
+    const auto& settings = current_settings();
     const auto body_deadline = worker_.now() + settings.timeouts.request_body;
     bool head_sent = false;
     std::uint64_t remaining = head_.content_length;
@@ -925,7 +930,7 @@ asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::
 // Reads the response head (skipping interim 1xx) and streams the response.
 template <typename Stream>
 asio::awaitable<typename ClientSession<Stream>::Failure> ClientSession<Stream>::receive_response(bool retryable) {
-    const auto& settings = worker_.settings();
+    const auto& settings = current_settings();
     upstream_keep_ = false;
     keep_client_ = false;
     if (!upstream_) co_return Failure::reset;
@@ -1129,7 +1134,7 @@ void ClientSession<Stream>::build_response_head(bool close_after, bool chunk_to_
 // case-insensitively, so never a duplicate); HSTS only over TLS.
 template <typename Stream>
 void ClientSession<Stream>::append_security_headers(std::string& out, const std::vector<HeaderField>* app_fields) const {
-    for (const auto& header : worker_.settings().security_headers) {
+    for (const auto& header : current_settings().security_headers) {
         if constexpr (!kTls) {
             if (header.https_only) continue;
         }
@@ -1150,7 +1155,7 @@ void ClientSession<Stream>::append_security_headers(std::string& out, const std:
 template <typename Stream>
 asio::awaitable<void> ClientSession<Stream>::tunnel() {
     phase_ = Phase::tunnel;
-    const auto idle = worker_.settings().timeouts.tunnel_idle;
+    const auto idle = current_settings().timeouts.tunnel_idle;
     arm_client(idle);
     upstream_deadline = Clock::time_point::max();
     UpstreamConnection& up = *upstream_;

@@ -69,7 +69,16 @@ private:
     static unsigned failure_status(Failure failure);
     static std::string_view failure_reason(Failure failure);
 
+    // Settings for the request in progress; between requests a SIGHUP's new
+    // ones are picked up (keep-alive connections see them too).
+    const ProxySettings& current_settings() const { return snapshot_->settings; }
+    void refresh_settings() {
+        const auto& current = worker_.settings_snapshot();
+        if (current != snapshot_) snapshot_ = current;
+    }
+
     Worker& worker_;
+    std::shared_ptr<const SettingsSnapshot> snapshot_;
     ClientStream client_;
     ByteBuffer in_;
     std::unique_ptr<UpstreamConnection> upstream_;

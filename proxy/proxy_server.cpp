@@ -10,9 +10,10 @@
 namespace releasectl::proxy {
 
 struct ProxyServer::Impl {
-    ProxySettings settings;
+    ProxySettings settings; // as started: listeners and worker count never change
     AccessSink access_sink;
     unsigned worker_count;
+    SettingsPublisher settings_publisher;
     RouteTablePublisher publisher;
     TlsPublisher tls_publisher;
     AcmePublisher acme_publisher;
@@ -21,7 +22,8 @@ struct ProxyServer::Impl {
     std::vector<std::thread> threads;
 
     Impl(ProxySettings s, AccessSink sink, unsigned count)
-        : settings(std::move(s)), access_sink(std::move(sink)), worker_count(count), publisher(count),
+        : settings(std::move(s)), access_sink(std::move(sink)), worker_count(count), settings_publisher(count),
+          publisher(count),
           tls_publisher(count), acme_publisher(count) {}
 };
 
@@ -43,9 +45,10 @@ ProxyServer::ProxyServer(ProxySettings settings, RouteTable initial, AccessSink 
         tls = std::move(loaded.contexts);
     }
     if (tls) impl_->tls_publisher.publish(std::move(tls));
+    if (auto error = publish_settings(impl_->settings); !error.empty()) throw std::runtime_error(error);
     for (unsigned i = 0; i < count; ++i) {
         impl_->shards.push_back(std::make_unique<MetricsShard>());
-        impl_->workers.push_back(std::make_unique<Worker>(i, impl_->settings, impl_->publisher, impl_->tls_publisher,
+        impl_->workers.push_back(std::make_unique<Worker>(i, impl_->settings_publisher, impl_->publisher, impl_->tls_publisher,
                                                           impl_->acme_publisher, *impl_->shards.back(),
                                                           impl_->access_sink));
         for (const auto& address : impl_->settings.listen) impl_->workers.back()->add_listener(address);
@@ -58,6 +61,20 @@ ProxyServer::~ProxyServer() {
     if (!impl_) return;
     for (auto& worker : impl_->workers) worker->begin_drain();
     wait();
+}
+
+std::string ProxyServer::publish_settings(ProxySettings settings) {
+    auto snapshot = std::make_shared<SettingsSnapshot>();
+    for (const auto& entry : settings.trusted_proxies) {
+        if (auto error = snapshot->trusted.add(entry); !error.empty()) return error;
+    }
+    // Sockets and threads exist once: what they were started with stays true.
+    settings.listen = impl_->settings.listen;
+    settings.listen_tls = impl_->settings.listen_tls;
+    settings.workers = impl_->settings.workers;
+    snapshot->settings = std::move(settings);
+    impl_->settings_publisher.publish(std::move(snapshot));
+    return {};
 }
 
 void ProxyServer::start() {

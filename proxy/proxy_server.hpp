@@ -61,6 +61,11 @@ public:
     // Certificates for new TLS connections from now on (SIGHUP); connections
     // already open keep theirs. Atomic; the request path takes no lock.
     void publish_tls(std::shared_ptr<const TlsContextSet> tls);
+    // Limits, timeouts, trusted proxies, redirect and security headers for
+    // requests from now on (SIGHUP); a request in progress finishes on the
+    // settings it started with. Listeners and the worker count keep their
+    // startup values. Returns why not ("" on success), keeping the old ones.
+    std::string publish_settings(ProxySettings settings);
     // HTTP-01 answers for pending ACME orders (null or empty: none).
     void publish_acme_challenges(std::shared_ptr<const AcmeChallenges> challenges);
     std::vector<SlotStats> slot_stats() const; // index == slot index, summed over workers

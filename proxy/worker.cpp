@@ -113,17 +113,12 @@ void UpstreamPool::expire(Clock::time_point now) {
 
 // ---------------------------------------------------------------- worker
 
-Worker::Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
+Worker::Worker(unsigned index, SettingsPublisher& settings_publisher, RouteTablePublisher& publisher,
                TlsPublisher& tls_publisher, AcmePublisher& acme_publisher, MetricsShard& shard,
                const AccessSink& access_sink)
-    : index_(index), settings_(settings), publisher_(publisher), tls_publisher_(tls_publisher),
+    : index_(index), settings_publisher_(settings_publisher), publisher_(publisher), tls_publisher_(tls_publisher),
       acme_publisher_(acme_publisher), shard_(shard),
-      access_sink_(access_sink), rng_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {
-    for (const auto& entry : settings.trusted_proxies) {
-        auto error = trusted_.add(entry);
-        if (!error.empty()) throw std::runtime_error(error);
-    }
-}
+      access_sink_(access_sink), rng_(std::random_device{}() ^ (static_cast<std::uint64_t>(index) << 32)) {}
 
 void Worker::add_listener(const ListenAddress& address, bool tls) {
     boost::system::error_code ec;
@@ -146,12 +141,14 @@ void Worker::add_listener(const ListenAddress& address, bool tls) {
     listeners_.push_back(Listener{std::move(acceptor), tls});
 }
 
-UpstreamPool& Worker::pool_for(const RouteTable& table, int slot) {
+UpstreamPool& Worker::pool_for(const RouteTable& table, int slot, const ProxySettings& settings) {
     auto& pool = pools_[static_cast<std::size_t>(slot)];
     const auto& upstream = table.slots[static_cast<std::size_t>(slot)].upstream;
     const auto& tls = table.slots[static_cast<std::size_t>(slot)].upstream_tls;
     if (!pool.resolved() || !(pool.address() == upstream) || pool.tls() != tls.get())
-        pool.configure(upstream, tls, settings_.upstream_max_idle_per_slot, settings_.timeouts.upstream_idle);
+        pool.configure(upstream, tls, settings.upstream_max_idle_per_slot, settings.timeouts.upstream_idle);
+    else
+        pool.set_limits(settings.upstream_max_idle_per_slot, settings.timeouts.upstream_idle);
     return pool;
 }
 
@@ -195,6 +192,7 @@ asio::awaitable<void> Worker::sweep_loop() {
         (void)publisher_.load(index_);
         (void)tls_publisher_.load(index_);
         (void)acme_publisher_.load(index_);
+        (void)settings_publisher_.load(index_);
         for (auto& pool : pools_) pool.expire(coarse_now_);
         if (draining_ && coarse_now_ >= drain_deadline_) {
             for (auto it = watched_.begin(); it != watched_.end();) (it++)->on_force_close();
@@ -222,7 +220,7 @@ void Worker::begin_drain() {
 void Worker::drain_now() {
     if (draining_) return;
     draining_ = true;
-    drain_deadline_ = Clock::now() + settings_.timeouts.drain;
+    drain_deadline_ = Clock::now() + settings_snapshot()->settings.timeouts.drain;
     for (auto& listener : listeners_) {
         boost::system::error_code ignored;
         listener.acceptor->close(ignored);

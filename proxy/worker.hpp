@@ -34,6 +34,15 @@ using UpstreamSocket = asio::generic::stream_protocol::socket;
 class TlsContextSet;
 class UpstreamTlsClient;
 using TlsPublisher = EpochPublisher<TlsContextSet>;
+
+// The proxy settings a SIGHUP can change (everything but listeners and the
+// worker count), with what is derived from them. A request runs on one
+// snapshot from its first byte to its last.
+struct SettingsSnapshot {
+    ProxySettings settings;
+    TrustedProxies trusted;
+};
+using SettingsPublisher = EpochPublisher<SettingsSnapshot>;
 using AcmePublisher = EpochPublisher<AcmeChallenges>;
 
 // Something with a deadline the worker's sweeper enforces (client sessions).
@@ -79,6 +88,10 @@ public:
     bool is_tcp() const { return address_.kind == UpstreamAddress::Kind::tcp; }
     // Null for a plain upstream.
     const UpstreamTlsClient* tls() const { return tls_.get(); }
+    void set_limits(std::size_t max_idle, Duration idle_timeout) {
+        max_idle_ = max_idle;
+        idle_timeout_ = idle_timeout;
+    }
 
     // An idle connection that still looks alive, or null.
     std::unique_ptr<UpstreamConnection> take(Clock::time_point now);
@@ -106,7 +119,7 @@ private:
 
 class Worker {
 public:
-    Worker(unsigned index, const ProxySettings& settings, RouteTablePublisher& publisher,
+    Worker(unsigned index, SettingsPublisher& settings_publisher, RouteTablePublisher& publisher,
            TlsPublisher& tls_publisher, AcmePublisher& acme_publisher, MetricsShard& shard,
            const AccessSink& access_sink);
     Worker(const Worker&) = delete;
@@ -120,7 +133,9 @@ public:
 
     // --- used by sessions (worker thread only) ---
     asio::io_context& io() { return ioc_; }
-    const ProxySettings& settings() const { return settings_; }
+    // The settings published now. Valid until this worker's next load: a
+    // session keeps its own copy of the shared_ptr across awaits.
+    const std::shared_ptr<const SettingsSnapshot>& settings_snapshot() { return settings_publisher_.load(index_); }
     const RouteTable& route_table() { return publisher_.load(index_); }
     // The key authorization for an HTTP-01 token, or null. Valid until this
     // worker's next load: copy it before awaiting anything.
@@ -129,9 +144,8 @@ public:
         return challenges ? challenges->find(token) : nullptr;
     }
     MetricsShard& shard() { return shard_; }
-    UpstreamPool& pool_for(const RouteTable& table, int slot);
+    UpstreamPool& pool_for(const RouteTable& table, int slot, const ProxySettings& settings);
     SmoothWeightedRoundRobin& round_robin() { return round_robin_; }
-    const TrustedProxies& trusted() const { return trusted_; }
     const AccessSink& access_sink() const { return access_sink_; }
     bool draining() const { return draining_; }
     Clock::time_point now() const { return coarse_now_; }
@@ -148,7 +162,7 @@ private:
     void drain_now();
 
     unsigned index_;
-    const ProxySettings& settings_;
+    SettingsPublisher& settings_publisher_;
     RouteTablePublisher& publisher_;
     TlsPublisher& tls_publisher_;
     AcmePublisher& acme_publisher_;
@@ -158,7 +172,6 @@ private:
     std::vector<Listener> listeners_;
     std::array<UpstreamPool, kMaxSlots> pools_;
     SmoothWeightedRoundRobin round_robin_;
-    TrustedProxies trusted_;
     WatchedList watched_;
     std::mt19937_64 rng_;
     Clock::time_point coarse_now_ = Clock::now();

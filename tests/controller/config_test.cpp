@@ -179,6 +179,11 @@ TEST_CASE("errors name file:line:column and the full dotted key") {
         CHECK(e.rfind("/etc/releasectl/app.toml:3:3: rollout.step_duraton: unknown key", 0) == 0);
         CHECK(e.find("step_duration") != std::string::npos); // lists the known keys
     }
+    SUBCASE("a trusted proxy that is not an address or CIDR") {
+        const std::string e = error_of("[proxy]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/99\"]\n");
+        CHECK(e.rfind("/etc/releasectl/app.toml:2:19: proxy.trusted_proxies: ", 0) == 0);
+        CHECK(e.find("10.0.0.0/99") != std::string::npos);
+    }
     SUBCASE("typo inside a slot") {
         CHECK(error_of("[slots.blue]\nupstream = \"127.0.0.1:1\"\nupstraem = \"x\"\n")
                   .rfind("/etc/releasectl/app.toml:3:1: slots.blue.upstraem: unknown key", 0) == 0);

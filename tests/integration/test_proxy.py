@@ -450,6 +450,49 @@ def test_backend_killed_and_back():
     reload_weights({"blue": 100, "green": 0})
 
 
+def test_sighup_reloads_proxy_settings_on_open_connections():
+    # Limits and security headers change with SIGHUP, also for a keep-alive
+    # connection opened before it; listeners stay.
+    d = Daemon(SLOTS, {"blue": 100}, workers=1)
+    base = d.config_text()
+    d.config_text = lambda: base
+    d.start()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        c.request("POST", "/echo", body=b"x" * 4096)
+        r = c.getresponse()
+        r.read()
+        expect(r.status == 200 and r.getheader("X-Frame-Options") == "DENY", f"before: {r.status} {r.getheaders()}")
+        changed = base.replace("workers = 1", 'workers = 1\nmax_body_size = "1KiB"\nlisten_tls = []') + \
+            '[proxy.security_headers]\nX-Frame-Options = "SAMEORIGIN"\n'
+        d.config_text = lambda: changed
+        d.set_weights({"blue": 100})  # rewrites the file, SIGHUP, waits for "SIGHUP: reloaded"
+        c.request("POST", "/echo", body=b"x" * 4096)
+        r = c.getresponse()
+        r.read()
+        expect(r.status == 413, f"max_body_size after reload, same connection: {r.status}")
+        c.close()
+        c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        expect(r.status == 200 and r.getheader("X-Frame-Options") == "SAMEORIGIN",
+               f"security header after reload: {r.getheader('X-Frame-Options')}")
+        c.close()
+        # A bad value keeps everything running as it was.
+        d.config_text = lambda: changed.replace('max_body_size = "1KiB"', 'trusted_proxies = ["10.0.0.0/99"]')
+        d.write_config()
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "SIGHUP: keeping the running config" not in d.log_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        expect("trusted_proxies" in d.log_text(), d.log_text()[-1000:])
+        status, _ = _req_port(d.port, "/")[:2]
+        expect(status == 200, f"after a refused reload: {status}")
+    finally:
+        d.stop()
+
+
 def test_sigterm_drains():
     # A slow request in flight survives SIGTERM; new connections are refused after.
     d = Daemon(SLOTS, {"blue": 100}, workers=1).start()
