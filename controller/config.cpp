@@ -291,8 +291,11 @@ private:
     }
 
     void parse_tls(const toml::table& t, const std::string& prefix) {
-        visit(t, prefix, {{"certificates", [&](auto& n, auto& k) { parse_certificates(n, k); }},
-                          {"acme", [&](auto& n, auto& k) { parse_acme(table(n, k), k); }}});
+        visit(t, prefix,
+              {{"certificates", [&](auto& n, auto& k) { parse_certificates(n, k); }},
+               {"acme", [&](auto& n, auto& k) { parse_acme(table(n, k), k); }},
+               {"ocsp_stapling", [&](auto& n, auto& k) { config_.tls.ocsp_stapling = boolean(n, k); }},
+               {"ocsp_retry_interval", [&](auto& n, auto& k) { config_.tls.ocsp_retry_interval = duration(n, k); }}});
     }
 
     void parse_acme(const toml::table& t, const std::string& prefix) {

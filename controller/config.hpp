@@ -142,6 +142,9 @@ struct TlsConfig {
     };
     std::vector<Locations> certificate_locations; // index == proxy.certificates index
     AcmeConfig acme;
+    // OCSP stapling for certificates that name an http:// responder (AIA).
+    bool ocsp_stapling = true;
+    Duration ocsp_retry_interval{60'000}; // first retry after a failed fetch; doubles up to 1h
 };
 
 struct Config {

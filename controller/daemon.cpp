@@ -7,6 +7,7 @@
 #include "controller.hpp"
 #include "metrics_server.hpp"
 #include "notifier.hpp"
+#include "ocsp_stapler.hpp"
 #include "supervisor.hpp"
 #include "systemd_notify.hpp"
 #include "tls_loader.hpp"
@@ -22,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <functional>
 #include <optional>
@@ -108,8 +110,20 @@ int run_daemon(const std::string& config_path) {
     std::unique_ptr<AdminServer> admin;
     std::unique_ptr<MetricsServer> metrics;
     std::unique_ptr<AcmeClient> acme;
+    // Declared after `server`: destroyed first, it publishes into it.
+    std::unique_ptr<OcspStapler> ocsp;
     bool draining = false;
     try {
+        if (tls && !config.proxy.listen_tls.empty() && config.tls.ocsp_stapling) {
+            OcspStapler::Options options;
+            options.timing.first_retry = config.tls.ocsp_retry_interval;
+            options.timing.max_retry = std::max(options.timing.max_retry, config.tls.ocsp_retry_interval);
+            ocsp = std::make_unique<OcspStapler>(control, std::move(options),
+                                                 [&](std::shared_ptr<const proxy::TlsContextSet> stapled) {
+                                                     server->publish_tls(std::move(stapled));
+                                                 });
+            tls = ocsp->watch(std::move(tls)); // fetching starts with control.run(), after `server` exists
+        }
         server = std::make_unique<proxy::ProxyServer>(config.proxy, Controller::route_table_for(config, initial), sink,
                                                       tls);
         controller = std::make_unique<Controller>(control, config, *server, supervisor, notifier);
@@ -157,7 +171,7 @@ int run_daemon(const std::string& config_path) {
             try {
                 std::vector<std::string> warnings;
                 if (auto fresh = load_tls_contexts(config, warnings)) {
-                    server->publish_tls(fresh);
+                    server->publish_tls(ocsp ? ocsp->watch(fresh) : fresh);
                     spdlog::info("ACME: TLS reloaded: {}", describe_tls_contexts(*fresh));
                 }
             } catch (const ConfigError& e) {
@@ -188,6 +202,7 @@ int run_daemon(const std::string& config_path) {
         systemd::notify_stopping();
         admin->stop();
         if (acme) acme->stop();
+        if (ocsp) ocsp->stop();
         draining = true; // /health/ready turns 503 so load balancers move away first
         hup.cancel();
         usr1.cancel();
@@ -207,6 +222,8 @@ int run_daemon(const std::string& config_path) {
     // The listeners are bound once; a reload swaps certificates, not sockets.
     const auto started_listen = config.proxy.listen;
     const auto started_listen_tls = config.proxy.listen_tls;
+    const auto started_stapling = config.tls.ocsp_stapling;
+    const auto started_retry = config.tls.ocsp_retry_interval;
     std::function<void()> wait_hup = [&] {
         hup.async_wait([&](const boost::system::error_code& ec, int) {
             if (ec) return;
@@ -226,9 +243,12 @@ int run_daemon(const std::string& config_path) {
                     spdlog::warn("SIGHUP: access log changes (log.access_log, log.access_log_path) take effect on restart");
                 if (auto error = server->publish_settings(fresh.proxy); !error.empty())
                     throw ConfigError("proxy: " + error);
+                if (fresh.tls.ocsp_stapling != started_stapling || fresh.tls.ocsp_retry_interval != started_retry)
+                    spdlog::warn("SIGHUP: tls.ocsp_stapling and tls.ocsp_retry_interval take effect on restart");
                 controller->reload(fresh);
                 if (fresh_tls && !started_listen_tls.empty()) {
-                    server->publish_tls(fresh_tls);
+                    // With the staples still valid for these certificates: no handshake goes without.
+                    server->publish_tls(ocsp ? ocsp->watch(fresh_tls) : fresh_tls);
                     spdlog::info("SIGHUP: TLS reloaded: {}", describe_tls_contexts(*fresh_tls));
                 }
                 std::string summary;

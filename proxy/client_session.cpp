@@ -1204,6 +1204,8 @@ asio::awaitable<void> serve_tls_client(Worker& worker, tcp::socket socket, std::
     // The stream owns the SSL object; `contexts` (this frame) outlives both.
     SSL* ssl = SSL_new(contexts->default_context());
     if (ssl == nullptr) co_return; // out of memory: the socket closes with this frame
+    // The OCSP staple is found through the set; failing only means no staple.
+    (void)contexts->attach(ssl);
     ClientSession<TlsStream> session(worker, TlsStream(std::move(socket), ssl));
     co_await session.run();
 }

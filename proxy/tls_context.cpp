@@ -113,12 +113,33 @@ int select_http11(SSL*, const unsigned char** out, unsigned char* out_length, co
     return SSL_TLSEXT_ERR_OK;
 }
 
-int choose_by_server_name(SSL* ssl, int*, void* arg) {
-    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (name == nullptr) return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
-    SSL_CTX* chosen = static_cast<const TlsContextSet*>(arg)->context_for(name);
-    if (chosen != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, chosen);
-    return SSL_TLSEXT_ERR_OK; // unknown names get the default too, never an alert
+// The SSL ex_data slot that points at the connection's TlsContextSet.
+int set_index() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
+
+// OCSP status_request: the connection's set knows the staple of the context
+// SNI chose. OpenSSL frees what it is given, hence the copy.
+int staple_response(SSL* ssl, void*) {
+    const int index = set_index();
+    const auto* set = index < 0 ? nullptr : static_cast<const TlsContextSet*>(SSL_get_ex_data(ssl, index));
+    if (set == nullptr) return SSL_TLSEXT_ERR_NOACK;
+    const SSL_CTX* chosen = SSL_get_SSL_CTX(ssl);
+    for (std::size_t i = 0; i < set->certificates().size(); ++i) {
+        if (set->context_at(i) != chosen) continue;
+        const std::string& der = set->staple(i);
+        if (der.empty()) return SSL_TLSEXT_ERR_NOACK;
+        auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(der.size()));
+        if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;
+        std::memcpy(copy, der.data(), der.size());
+        if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(der.size())) != 1) {
+            OPENSSL_free(copy);
+            return SSL_TLSEXT_ERR_NOACK;
+        }
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
 }
 
 // The same policy on every context: after an SNI switch OpenSSL reads ALPN and
@@ -206,11 +227,37 @@ std::optional<Loaded> load_one(const TlsCertificateFiles& files, std::size_t ind
 
 } // namespace
 
-struct TlsContextSet::Contexts {
-    std::vector<SslCtxPtr> by_certificate; // same order as certificates_
+// What every set made from one load shares: the contexts (with their session
+// caches) and what their certificates name. Never changed after load().
+struct TlsContextSet::Shared {
+    std::vector<SslCtxPtr> by_certificate; // same order as certificates
+    std::vector<Certificate> certificates;
+
+    SSL_CTX* context_for(std::string_view server_name) const {
+        if (!server_name.empty() && server_name.back() == '.') server_name.remove_suffix(1);
+        for (std::size_t i = 0; i < certificates.size(); ++i)
+            for (const auto& name : certificates[i].dns_names)
+                if (name.front() != '*' && dns_name_matches(name, server_name)) return by_certificate[i].get();
+        for (std::size_t i = 0; i < certificates.size(); ++i)
+            for (const auto& name : certificates[i].dns_names)
+                if (name.front() == '*' && dns_name_matches(name, server_name)) return by_certificate[i].get();
+        return by_certificate.front().get();
+    }
 };
 
-TlsContextSet::TlsContextSet() : contexts_(std::make_unique<Contexts>()) {}
+namespace {
+// The SNI choice depends only on the shared contexts, so its argument is the
+// Shared block (it lives as long as its contexts), not one of the sets.
+int choose_by_server_name(SSL* ssl, int*, void* arg) {
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == nullptr) return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
+    SSL_CTX* chosen = static_cast<const TlsContextSet::Shared*>(arg)->context_for(name);
+    if (chosen != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, chosen);
+    return SSL_TLSEXT_ERR_OK; // unknown names get the default too, never an alert
+}
+} // namespace
+
+TlsContextSet::TlsContextSet() = default;
 TlsContextSet::~TlsContextSet() = default;
 
 TlsContextSet::LoadResult TlsContextSet::load(const std::vector<TlsCertificateFiles>& files) {
@@ -219,8 +266,12 @@ TlsContextSet::LoadResult TlsContextSet::load(const std::vector<TlsCertificateFi
         result.error = TlsCertificateError{0, "cert", "no certificate configured"};
         return result;
     }
-    // make_shared needs a public constructor; this one is private on purpose.
-    std::shared_ptr<TlsContextSet> set(new TlsContextSet());
+    // The ex_data slot is allocated here, not on a worker's first handshake.
+    if (set_index() < 0) {
+        result.error = TlsCertificateError{0, "cert", "cannot create a TLS context: " + openssl_error()};
+        return result;
+    }
+    auto shared = std::make_shared<Shared>();
     for (std::size_t i = 0; i < files.size(); ++i) {
         TlsCertificateError error;
         auto loaded = load_one(files[i], i, error, result.warnings);
@@ -228,30 +279,48 @@ TlsContextSet::LoadResult TlsContextSet::load(const std::vector<TlsCertificateFi
             result.error = std::move(error);
             return result;
         }
-        set->contexts_->by_certificate.push_back(std::move(loaded->context));
-        set->certificates_.push_back(std::move(loaded->certificate));
+        // Every context may be the one SNI chose, so each answers status requests.
+        SSL_CTX_set_tlsext_status_cb(loaded->context.get(), staple_response);
+        shared->by_certificate.push_back(std::move(loaded->context));
+        shared->certificates.push_back(std::move(loaded->certificate));
     }
     // Connections start on the default context, so only it needs the SNI hook;
-    // the set outlives every connection that uses it (they hold a reference).
-    SSL_CTX* first = set->contexts_->by_certificate.front().get();
+    // the contexts outlive every connection that uses them (connections hold
+    // a set, every set holds the Shared block).
+    SSL_CTX* first = shared->by_certificate.front().get();
     SSL_CTX_set_tlsext_servername_callback(first, choose_by_server_name);
-    SSL_CTX_set_tlsext_servername_arg(first, set.get());
+    SSL_CTX_set_tlsext_servername_arg(first, shared.get());
+    // make_shared needs a public constructor; this one is private on purpose.
+    std::shared_ptr<TlsContextSet> set(new TlsContextSet());
+    set->staples_.resize(shared->certificates.size());
+    set->shared_ = std::move(shared);
     result.contexts = std::move(set);
     return result;
 }
 
-ssl_ctx_st* TlsContextSet::default_context() const { return contexts_->by_certificate.front().get(); }
-
-ssl_ctx_st* TlsContextSet::context_for(std::string_view server_name) const {
-    if (!server_name.empty() && server_name.back() == '.') server_name.remove_suffix(1);
-    for (std::size_t i = 0; i < certificates_.size(); ++i)
-        for (const auto& name : certificates_[i].dns_names)
-            if (name.front() != '*' && dns_name_matches(name, server_name)) return contexts_->by_certificate[i].get();
-    for (std::size_t i = 0; i < certificates_.size(); ++i)
-        for (const auto& name : certificates_[i].dns_names)
-            if (name.front() == '*' && dns_name_matches(name, server_name)) return contexts_->by_certificate[i].get();
-    return default_context();
+std::shared_ptr<const TlsContextSet> TlsContextSet::with_staples(std::vector<std::string> der_per_certificate) const {
+    std::shared_ptr<TlsContextSet> set(new TlsContextSet());
+    set->shared_ = shared_;
+    der_per_certificate.resize(shared_->certificates.size());
+    set->staples_ = std::move(der_per_certificate);
+    return set;
 }
+
+const std::string& TlsContextSet::staple(std::size_t index) const { return staples_.at(index); }
+
+bool TlsContextSet::attach(ssl_st* ssl) const {
+    const int index = set_index();
+    // The callbacks only read through this pointer, never write.
+    return index >= 0 && SSL_set_ex_data(ssl, index, const_cast<TlsContextSet*>(this)) == 1;
+}
+
+const std::vector<TlsContextSet::Certificate>& TlsContextSet::certificates() const { return shared_->certificates; }
+
+ssl_ctx_st* TlsContextSet::default_context() const { return shared_->by_certificate.front().get(); }
+
+ssl_ctx_st* TlsContextSet::context_at(std::size_t index) const { return shared_->by_certificate.at(index).get(); }
+
+ssl_ctx_st* TlsContextSet::context_for(std::string_view server_name) const { return shared_->context_for(server_name); }
 
 bool dns_name_matches(std::string_view pattern, std::string_view host) {
     auto equal_ignoring_case = [](std::string_view a, std::string_view b) {

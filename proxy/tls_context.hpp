@@ -3,8 +3,10 @@
 // all with the same policy (TLS 1.2 + 1.3, Mozilla "intermediate" ciphers,
 // ALPN http/1.1, session tickets + a server session cache), and the SNI choice
 // between them. Immutable once built; a reload builds a new set and publishes
-// it, connections keep the set they started with. OpenSSL types stay out of
-// this header (ssl_ctx_st is OpenSSL's SSL_CTX).
+// it, connections keep the set they started with. OCSP staples live in the
+// set too: with_staples() makes a new set around the same contexts, so a
+// fresh staple never rereads a file nor takes a lock on the request path.
+// OpenSSL types stay out of this header (ssl_ctx_st is SSL_CTX, ssl_st SSL).
 #include "settings.hpp"
 
 #include <cstddef>
@@ -15,6 +17,7 @@
 #include <vector>
 
 struct ssl_ctx_st;
+struct ssl_st;
 
 namespace releasectl::proxy {
 
@@ -51,13 +54,32 @@ public:
     // The context whose certificate names `server_name` (exact names before
     // "*.example.com"; a wildcard covers exactly one label), else the default.
     ssl_ctx_st* context_for(std::string_view server_name) const;
-    const std::vector<Certificate>& certificates() const { return certificates_; }
+    // The context of certificates()[index] (the controller reads the leaf and
+    // chain from it to ask for OCSP responses).
+    ssl_ctx_st* context_at(std::size_t index) const;
+    const std::vector<Certificate>& certificates() const;
+
+    // A set sharing these contexts (and their session caches) that staples
+    // `der_per_certificate[i]` (a DER OCSPResponse, "" = none) to handshakes
+    // on certificates()[i] for clients that ask. Missing entries mean none.
+    std::shared_ptr<const TlsContextSet> with_staples(std::vector<std::string> der_per_certificate) const;
+    // The staple served with certificates()[index]; "" when none.
+    const std::string& staple(std::size_t index) const;
+    // True when both sets hold the very same contexts (one is with_staples of
+    // the other, or both of the same load).
+    bool same_contexts(const TlsContextSet& other) const { return shared_ == other.shared_; }
+    // Lets the handshake callbacks find this set from `ssl` (the OCSP staple
+    // is per set, the contexts are shared between sets). Call right after
+    // SSL_new; this set must outlive the SSL. False only when out of memory
+    // (the connection then works, without a staple).
+    bool attach(ssl_st* ssl) const;
+
+    struct Shared; // the contexts and names every set of one load shares (tls_context.cpp)
 
 private:
-    struct Contexts;
     TlsContextSet();
-    std::unique_ptr<Contexts> contexts_;
-    std::vector<Certificate> certificates_;
+    std::shared_ptr<const Shared> shared_;
+    std::vector<std::string> staples_; // by certificate index; "" = none
 };
 
 // "a.example.com" against "a.example.com" or "*.example.com" (one label only);

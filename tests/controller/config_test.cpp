@@ -298,6 +298,8 @@ TEST_CASE("releasectl.example.toml parses and matches the defaults") {
     CHECK(example.metrics.listen == defaults.metrics.listen);
     CHECK(example.releases.keep == defaults.releases.keep);
     CHECK(example.log.level == defaults.log.level);
+    CHECK(example.tls.ocsp_stapling == defaults.tls.ocsp_stapling);
+    CHECK(example.tls.ocsp_retry_interval == defaults.tls.ocsp_retry_interval);
 
     // Uncommenting the optional [app] block (minus the exclusive start/stop) parses too.
     std::string error;

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
 
 using namespace releasectl;
@@ -154,4 +155,29 @@ tls_verify = false
     // http:// and https:// to one port is still the same upstream.
     CHECK(error_of("[slots.blue]\nupstream = \"https://127.0.0.1:9443\"\n[slots.green]\nupstream = \"127.0.0.1:9443\"\n")
               .find("same upstream as slots.blue") != std::string::npos);
+}
+
+TEST_CASE("OCSP stapling is on by default; [tls] ocsp_stapling = false turns it off") {
+    Config c = parse_config("", "/etc/releasectl/app.toml");
+    CHECK(c.tls.ocsp_stapling);
+    CHECK(c.tls.ocsp_retry_interval == std::chrono::minutes(1));
+    c = parse_config(R"([tls]
+ocsp_stapling = false
+ocsp_retry_interval = "5s"
+[[tls.certificates]]
+cert = "/a.pem"
+key = "/a.key"
+)", "/etc/releasectl/app.toml");
+    CHECK_FALSE(c.tls.ocsp_stapling);
+    CHECK(c.tls.ocsp_retry_interval == std::chrono::seconds(5));
+    CHECK(c.proxy.certificates.size() == 1);
+
+    auto error = error_of("[tls]\nocsp_stapling = \"yes\"\n");
+    CHECK(error.find("/etc/releasectl/app.toml:2:") == 0);
+    CHECK(error.find("tls.ocsp_stapling: expected a boolean") != std::string::npos);
+    CHECK(error_of("[tls]\nocsp_retry_interval = \"0s\"\n").find("tls.ocsp_retry_interval: must be greater than zero") !=
+          std::string::npos);
+    error = error_of("[tls]\nocsp = true\n");
+    CHECK(error.find("tls.ocsp: unknown key") != std::string::npos);
+    CHECK(error.find("ocsp_stapling") != std::string::npos);
 }

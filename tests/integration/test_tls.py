@@ -614,7 +614,13 @@ def test_handshake_counters():
     counted = TlsDaemon([(ALPHA_CERT, ALPHA_KEY)], metrics=True).start()
     wait_for_port(counted.tls_port, proc=counted.proc)
     try:
-        before = handshake_counts(counted)  # wait_for_port's probe was a failed handshake
+        # wait_for_port's probe is a failed handshake, counted when the
+        # proxy sees its EOF: wait for it before taking the baseline.
+        deadline = time.monotonic() + 5
+        before = handshake_counts(counted)
+        while before.get("failed", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+            before = handshake_counts(counted)
         context = client_context()
         session = None
         for i in range(3):

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -184,4 +185,65 @@ TEST_CASE("upstream TLS client: CA bundle errors name the file; SNI for names, n
     CHECK(SSL_get_verify_mode(loose) == SSL_VERIFY_NONE);
     CHECK(std::string(SSL_get_servername(loose, TLSEXT_NAMETYPE_host_name)) == "localhost");
     SSL_free(loose);
+}
+
+namespace {
+
+struct SslFree { void operator()(SSL* p) const { SSL_free(p); } };
+struct SslCtxFree { void operator()(SSL_CTX* p) const { SSL_CTX_free(p); } };
+
+// One in-memory handshake against `set` (as serve_tls_client starts it) with
+// a client asking for OCSP: the staple it received, or nullopt for none.
+std::optional<std::string> staple_seen(const TlsContextSet& set, const char* server_name, bool attach = true) {
+    std::unique_ptr<SSL_CTX, SslCtxFree> client_ctx(SSL_CTX_new(TLS_client_method()));
+    std::unique_ptr<SSL, SslFree> client(SSL_new(client_ctx.get()));
+    std::unique_ptr<SSL, SslFree> server(SSL_new(set.default_context()));
+    REQUIRE((client && server));
+    if (attach) REQUIRE(set.attach(server.get()));
+    BIO *client_bio = nullptr, *server_bio = nullptr;
+    REQUIRE(BIO_new_bio_pair(&client_bio, 0, &server_bio, 0) == 1);
+    SSL_set_bio(client.get(), client_bio, client_bio);
+    SSL_set_bio(server.get(), server_bio, server_bio);
+    SSL_set_connect_state(client.get());
+    SSL_set_accept_state(server.get());
+    if (server_name) SSL_set_tlsext_host_name(client.get(), server_name);
+    SSL_set_tlsext_status_type(client.get(), TLSEXT_STATUSTYPE_ocsp);
+    bool client_done = false, server_done = false;
+    for (int round = 0; round < 20 && !(client_done && server_done); ++round) {
+        if (!client_done) client_done = SSL_do_handshake(client.get()) == 1;
+        if (!server_done) server_done = SSL_do_handshake(server.get()) == 1;
+    }
+    REQUIRE((client_done && server_done));
+    const unsigned char* response = nullptr;
+    long size = SSL_get_tlsext_status_ocsp_resp(client.get(), &response);
+    if (size <= 0 || response == nullptr) return std::nullopt;
+    return std::string(reinterpret_cast<const char*>(response), static_cast<std::size_t>(size));
+}
+
+} // namespace
+
+TEST_CASE("OCSP staples: per certificate, per set, the contexts shared") {
+    CertificateFactory factory;
+    auto first = factory.make("first", "DNS:first.test");
+    auto second = factory.make("second", "DNS:second.test");
+    auto loaded = TlsContextSet::load({first, second});
+    REQUIRE_FALSE(loaded.error);
+    const auto& base = *loaded.contexts;
+    CHECK(base.staple(0).empty());
+    CHECK_FALSE(staple_seen(base, "first.test"));
+
+    auto stapled = base.with_staples({"", "staple of second"}); // the bytes are opaque to the proxy
+    CHECK(stapled->same_contexts(base));
+    CHECK(stapled->default_context() == base.default_context());
+    CHECK(stapled->context_for("second.test") == base.context_for("second.test"));
+    CHECK_FALSE(staple_seen(*stapled, "first.test"));
+    CHECK(staple_seen(*stapled, "second.test") == std::optional<std::string>("staple of second"));
+    CHECK_FALSE(staple_seen(base, "second.test")); // same contexts, the older set staples nothing
+    CHECK_FALSE(staple_seen(*stapled, "second.test", /*attach=*/false)); // no set on the connection: no staple
+
+    auto both = stapled->with_staples({"staple of first"}); // missing entries: none
+    CHECK(staple_seen(*both, nullptr) == std::optional<std::string>("staple of first"));
+    CHECK_FALSE(staple_seen(*both, "second.test"));
+    CHECK(both->certificates().size() == 2);
+    CHECK_FALSE(base.same_contexts(*TlsContextSet::load({first, second}).contexts));
 }
