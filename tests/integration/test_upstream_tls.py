@@ -183,9 +183,13 @@ def check_connection_reuse():
 def check_no_response_poisoning():
     # Bytes an upstream sends after a complete response sit in OpenSSL or the
     # socket; the pooled connection must be dropped, never read for the next request.
-    for i in range(50):
+    # The pause lets the unsolicited record arrive before the connection could
+    # be reused: bytes that come after the next request was sent cannot be told
+    # from its answer by any proxy (nor by nginx), so they are not this test.
+    for i in range(30):
         response, data = get(daemon.port, "/poison")
         expect(response.status == 200 and data == b"clean", f"poison round {i}: {response.status} {data!r}")
+        time.sleep(0.1)
         response, data = get(daemon.port, f"/after{i}")
         expect(response.status == 200 and b"POISON" not in data, f"round {i}: next answer was {data[:80]!r}")
         expect(json.loads(data)["path"] == f"/after{i}", f"round {i}: wrong answer {data[:80]!r}")
