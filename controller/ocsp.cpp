@@ -1,4 +1,5 @@
 #include "controller/ocsp.hpp"
+#include "proxy/openssl_error.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -28,13 +29,6 @@ using CertIdPtr = std::unique_ptr<OCSP_CERTID, CertIdFree>;
 using RequestPtr = std::unique_ptr<OCSP_REQUEST, RequestFree>;
 using ResponsePtr = std::unique_ptr<OCSP_RESPONSE, ResponseFree>;
 using BasicPtr = std::unique_ptr<OCSP_BASICRESP, BasicFree>;
-
-std::string openssl_error() {
-    char text[256] = "unknown error";
-    if (unsigned long code = ERR_peek_last_error()) ERR_error_string_n(code, text, sizeof text);
-    ERR_clear_error();
-    return text;
-}
 
 template <typename T, typename Encode>
 std::string der_of(T* object, Encode encode) {
@@ -123,7 +117,7 @@ SubjectResult subject_for(ssl_ctx_st* context) {
     CertIdPtr request_id(id ? OCSP_CERTID_dup(id.get()) : nullptr);
     if (!id || !request || !request_id || OCSP_request_add0_id(request.get(), request_id.get()) == nullptr) {
         out.subject.reset();
-        out.skipped = "cannot build an OCSP request (" + openssl_error() + ")";
+        out.skipped = "cannot build an OCSP request (" + proxy::openssl_error() + ")";
         out.warn = true;
         return out;
     }
@@ -168,7 +162,7 @@ Verified verify_response(const Subject& subject, std::string_view response_der, 
     sk_X509_push(untrusted.get(), issuer.get());
     for (auto& certificate : chain) sk_X509_push(untrusted.get(), certificate.get());
     if (OCSP_basic_verify(basic.get(), untrusted.get(), store.get(), 0) != 1)
-        return fail("not signed by the issuer or a responder it delegated to (" + openssl_error() + ")");
+        return fail("not signed by the issuer or a responder it delegated to (" + proxy::openssl_error() + ")");
 
     CertIdPtr id(OCSP_cert_to_id(nullptr, leaf.get(), issuer.get()));
     int status = -1, reason = -1;

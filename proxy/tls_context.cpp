@@ -1,6 +1,8 @@
 // Builds the TLS contexts from PEM files and chooses one per SNI name. Plain
 // OpenSSL (no Asio): the controller uses this for `releasectl check` too.
 #include "tls_context.hpp"
+#include "http_head.hpp"
+#include "openssl_error.hpp"
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -41,19 +43,6 @@ constexpr unsigned char kSessionIdContext[] = "releasectl";
 constexpr long kSessionTimeoutSeconds = 3600;
 constexpr long kSessionCacheSize = 20'000;
 
-// The most recent OpenSSL error as a sentence fragment; clears the queue.
-std::string openssl_error() {
-    unsigned long code = ERR_peek_last_error();
-    std::string text;
-    if (code != 0) {
-        char buffer[256];
-        ERR_error_string_n(code, buffer, sizeof buffer);
-        const char* reason = ERR_reason_error_string(code);
-        text = reason ? reason : buffer;
-    }
-    ERR_clear_error();
-    return text.empty() ? "unknown OpenSSL error" : text;
-}
 
 // Reads a whole file; on failure returns nullopt and a sentence naming it.
 std::optional<std::string> read_file(const std::string& path, const char* what, std::string& error) {
@@ -323,22 +312,12 @@ ssl_ctx_st* TlsContextSet::context_at(std::size_t index) const { return shared_-
 ssl_ctx_st* TlsContextSet::context_for(std::string_view server_name) const { return shared_->context_for(server_name); }
 
 bool dns_name_matches(std::string_view pattern, std::string_view host) {
-    auto equal_ignoring_case = [](std::string_view a, std::string_view b) {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            char x = a[i], y = b[i];
-            if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-            if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-            if (x != y) return false;
-        }
-        return true;
-    };
     if (pattern.empty() || host.empty()) return false;
-    if (!pattern.starts_with("*.")) return equal_ignoring_case(pattern, host);
+    if (!pattern.starts_with("*.")) return iequals(pattern, host);
     // "*.example.com" covers "a.example.com": one non-empty label, no more.
     auto dot = host.find('.');
     if (dot == 0 || dot == std::string_view::npos) return false;
-    return equal_ignoring_case(pattern.substr(1), host.substr(dot));
+    return iequals(pattern.substr(1), host.substr(dot));
 }
 
 } // namespace releasectl::proxy

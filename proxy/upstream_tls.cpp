@@ -1,4 +1,5 @@
 #include "upstream_tls.hpp"
+#include "openssl_error.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -12,19 +13,6 @@
 
 namespace releasectl::proxy {
 namespace {
-
-std::string openssl_error() {
-    unsigned long code = ERR_peek_last_error();
-    std::string text;
-    if (code != 0) {
-        const char* reason = ERR_reason_error_string(code);
-        char buffer[256];
-        ERR_error_string_n(code, buffer, sizeof buffer);
-        text = reason ? reason : buffer;
-    }
-    ERR_clear_error();
-    return text.empty() ? "unknown OpenSSL error" : text;
-}
 
 bool is_ip_address(const std::string& host) {
     unsigned char buffer[16];

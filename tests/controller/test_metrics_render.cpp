@@ -203,6 +203,14 @@ MetricsInputs sample_inputs() {
     return in;
 }
 
+// The value of the series `name{labels}`; fails the test when it is missing.
+double sample_value(const Exposition& ex, const std::string& name, const std::map<std::string, std::string>& labels) {
+    for (const auto& s : ex.samples)
+        if (s.name == name && s.labels == labels) return s.value;
+    FAIL("missing " << name);
+    return -1;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------- buckets
@@ -372,11 +380,8 @@ TEST_CASE("the exposition has every documented series, once, with consistent his
 TEST_CASE("series values: status classes, errors, gauges, one-hot state, rollbacks, info") {
     auto in = sample_inputs();
     auto ex = parse(render_metrics(in));
-    auto value = [&](const std::string& name, std::map<std::string, std::string> labels) -> double {
-        for (const auto& s : ex.samples)
-            if (s.name == name && s.labels == labels) return s.value;
-        FAIL("missing " << name);
-        return -1;
+    auto value = [&](const std::string& name, const std::map<std::string, std::string>& labels) {
+        return sample_value(ex, name, labels);
     };
     const std::string blue_release = "20240101120000";
     CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "2xx"}}) == 4900);
@@ -415,11 +420,8 @@ TEST_CASE("requests_total{release} counts from the release's baseline; per-slot 
     // blue served {3, 1, 4000, 50, 40, 5} for an earlier release before this one was bound.
     in.slots[0].release_baseline = {3, 1, 4000, 50, 40, 5};
     auto ex = parse(render_metrics(in));
-    auto value = [&](const std::string& name, std::map<std::string, std::string> labels) -> double {
-        for (const auto& s : ex.samples)
-            if (s.name == name && s.labels == labels) return s.value;
-        FAIL("missing " << name);
-        return -1;
+    auto value = [&](const std::string& name, const std::map<std::string, std::string>& labels) {
+        return sample_value(ex, name, labels);
     };
     const std::string blue_release = "20240101120000";
     CHECK(value("releasectl_requests_total", {{"slot", "blue"}, {"release", blue_release}, {"code", "2xx"}}) == 900);

@@ -179,6 +179,16 @@ def read_response(s):
     return status, headers, rest, len(head) + 4
 
 
+def recv_all(s):
+    """Everything the peer sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def raw_exchange(port, data, timeout=5.0, read_until_close=True, shutdown_write=False):
     """Sends raw bytes and returns everything read until the peer closes or the
     timeout passes, plus whether the peer closed."""

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 
-from harness import RELEASECTL, Checks, Daemon, expect, free_port, spawn, start_demo_app, stop, wait_for_port
+from harness import RELEASECTL, Checks, Daemon, expect, free_port, recv_all, spawn, start_demo_app, stop, wait_for_port
 
 checks = Checks()
 WORK = tempfile.mkdtemp(prefix="releasectl-acme-")
@@ -158,12 +158,7 @@ def test_order_and_serve():
 def test_unknown_challenge_token_goes_to_the_app():
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as s:
         s.sendall(b"GET /.well-known/acme-challenge/not-ours HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_all(s)
     expect(data.startswith(b"HTTP/1.1 404") and b"releasectl-demo-app" in data, f"{data[:300]!r}")
 
 
@@ -212,12 +207,7 @@ def test_renewal_under_load():
                 with socket.create_connection(("127.0.0.1", renewing.tls_port), timeout=10) as raw:
                     with context.wrap_socket(raw, server_hostname="acme.test") as s:
                         s.sendall(b"GET / HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n")
-                        data = b""
-                        while True:
-                            chunk = s.recv(65536)
-                            if not chunk:
-                                break
-                            data += chunk
+                        data = recv_all(s)
                 ok = data.startswith(b"HTTP/1.1 200")
                 with lock:
                     if ok:

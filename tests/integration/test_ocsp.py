@@ -14,7 +14,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import RELEASECTL, Checks, Daemon, expect, free_port, start_demo_app, wait_for_port
+from harness import RELEASECTL, Checks, Daemon, expect, free_port, recv_all, start_demo_app, wait_for_port
 
 checks = Checks()
 WORK = tempfile.mkdtemp(prefix="releasectl-ocsp-")
@@ -193,12 +193,7 @@ def https_get(name, port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname=name) as s:
             s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
     return int(data.split(b" ", 2)[1])
 
 

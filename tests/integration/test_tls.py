@@ -18,7 +18,7 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import RELEASECTL, Checks, Daemon, expect, free_port, spawn, start_demo_app, stop, wait_for_port
+from harness import RELEASECTL, Checks, Daemon, expect, free_port, recv_all, spawn, start_demo_app, stop, wait_for_port
 
 checks = Checks()
 WORK = tempfile.mkdtemp(prefix="releasectl-tls-")
@@ -432,12 +432,7 @@ def test_bodies_and_pipelining_over_tls():
     with socket.create_connection(("127.0.0.1", TLS_PORT), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="alpha.test") as s:
             s.sendall(b"GET /bytes/3 HTTP/1.1\r\nHost: a\r\n\r\nGET /bytes/5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = recv_all(s)
     expect(data.count(b"HTTP/1.1 200") == 2, f"pipelined: {data[:300]!r}")
 
 
